@@ -1,0 +1,121 @@
+"""Registration, password login, refresh-token rotation, and the current user."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts import repository
+from app.accounts.models import RefreshToken, User
+from app.accounts.schemas import GrantSummary, Role, TokenPair, UserRead
+from app.core.actor import Actor
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import Conflict, Unauthorized
+from app.core.security import (
+    hash_password,
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    verify_password,
+)
+from app.regions import repository as regions_repository
+
+
+async def register(session: AsyncSession, *, phone: str, password: str, display_name: str) -> User:
+    if await repository.phone_exists(session, phone):
+        raise Conflict("phone_taken")
+    user = User(phone=phone, display_name=display_name, password_hash=await hash_password(password))
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # registered concurrently
+        raise Conflict("phone_taken") from exc
+    return user
+
+
+async def _issue_tokens(
+    session: AsyncSession, *, user_id: int, family_id: str, settings: Settings
+) -> TokenPair:
+    refresh_token = new_refresh_token()
+    session.add(
+        RefreshToken(
+            user_id=user_id,
+            family_id=family_id,
+            token_hash=hash_refresh_token(refresh_token),
+            expires_at=utcnow() + timedelta(seconds=settings.refresh_token_ttl_seconds),
+        )
+    )
+    await session.flush()
+    return TokenPair(
+        access_token=issue_access_token(
+            user_id=user_id,
+            secret_key=settings.secret_key,
+            ttl_seconds=settings.access_token_ttl_seconds,
+        ),
+        refresh_token=refresh_token,
+        expires_in=settings.access_token_ttl_seconds,
+        refresh_expires_in=settings.refresh_token_ttl_seconds,
+    )
+
+
+async def issue_tokens_for(session: AsyncSession, *, user_id: int, settings: Settings) -> TokenPair:
+    """A new login: a fresh refresh-token family."""
+    return await _issue_tokens(
+        session, user_id=user_id, family_id=uuid.uuid4().hex, settings=settings
+    )
+
+
+async def login(
+    session: AsyncSession, *, phone: str, password: str, settings: Settings
+) -> TokenPair:
+    user = await repository.get_by_phone(session, phone)
+    # verify_password hashes even for an unknown phone, so timing does not tell which it was.
+    if not await verify_password(password, user.password_hash if user else None) or user is None:
+        raise Unauthorized("invalid_credentials")
+    return await issue_tokens_for(session, user_id=user.id, settings=settings)
+
+
+async def refresh(session: AsyncSession, *, refresh_token: str, settings: Settings) -> TokenPair:
+    now = utcnow()
+    stored = await repository.get_refresh_token(session, hash_refresh_token(refresh_token))
+    if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
+        raise Unauthorized("invalid_refresh_token")
+    if not await repository.spend_refresh_token(session, stored.id, now):
+        # Spent already: someone replayed it. Log the whole family out, and keep that
+        # revocation although the request fails.
+        await repository.revoke_family(session, stored.family_id, now)
+        raise Unauthorized("invalid_refresh_token", keep_changes=True)
+    return await _issue_tokens(
+        session, user_id=stored.user_id, family_id=stored.family_id, settings=settings
+    )
+
+
+async def describe_user(session: AsyncSession, user: User) -> UserRead:
+    grants = await regions_repository.grants_with_regions(session, user.id)
+    roles: list[Role] = ["resident"]
+    if grants:
+        roles.append("organizer")
+    if user.is_admin:
+        roles.append("admin")
+    return UserRead(
+        id=user.id,
+        phone=user.phone,
+        display_name=user.display_name,
+        roles=roles,
+        grants=[
+            GrantSummary(region_id=region.id, region_kind=region.kind, region_name=region.name)
+            for _grant, region in grants
+        ],
+        created_at=user.created_at,
+    )
+
+
+async def me(session: AsyncSession, actor: Actor) -> UserRead:
+    user = await session.get(User, actor.user_id)
+    if user is None:
+        raise Unauthorized()
+    return await describe_user(session, user)

@@ -1,0 +1,23 @@
+"""Dependencies shared by every router."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from app.core.config import Settings
+from app.core.db import get_session
+
+# scope="function": the commit happens before the response goes out (see app.core.db).
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_settings_from_app(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+AppSettings = Annotated[Settings, Depends(get_settings_from_app)]

@@ -1,0 +1,200 @@
+"""The one place where errors become RFC 9457 ``application/problem+json`` responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from app.core.errors import DomainError
+from app.core.i18n import Lang, negotiate_language, render
+
+logger = logging.getLogger("microwish.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "/problems/"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where the bad value is, e.g. ['body', 'phone'].")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem; ``code`` is stable and meant for programs, ``title``/``detail``
+    for people (zh-CN by default, en with ``Accept-Language: en``)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "/problems/not_found",
+                "title": "未找到",
+                "status": 404,
+                "detail": "区域不存在。",
+                "code": "not_found",
+                "instance": "/v1/regions/42",
+            }
+        },
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    params: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    lang: Lang | None = None,
+) -> JSONResponse:
+    lang = lang or negotiate_language(request.headers.get("accept-language"))
+    title, detail = render(code, lang, params or {})
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+    }
+    if extra:
+        body.update({key: value for key, value in extra.items() if key not in body})
+    response_headers = {"Content-Language": lang, "Vary": "Accept-Language"}
+    response_headers.update(headers or {})
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=response_headers
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(
+        request,
+        status=exc.status,
+        code=exc.code,
+        params=exc.params,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+def _field_errors(errors: Any) -> list[dict[str, Any]]:
+    # Never echo the offending input back: it may be a password or a phone number.
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error["type"]}
+        for error in errors
+    ]
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    json_error = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if json_error is not None:
+        reason = (json_error.get("ctx") or {}).get("error", "")
+        return problem_response(
+            request, status=400, code="malformed_json", params={"reason": reason}
+        )
+    return problem_response(
+        request, status=422, code="validation_failed", extra={"errors": _field_errors(errors)}
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+    )
+    params: dict[str, Any] = {"resource": "route", "method": request.method}
+    return problem_response(
+        request,
+        status=exc.status_code,
+        code=code,
+        params=params,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("database unavailable: %s", type(exc).__name__)
+    return problem_response(
+        request, status=503, code="service_unavailable", headers={"Retry-After": "5"}
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, status=500, code="internal_error")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _unexpected_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting the problem+json a route may answer."""
+    descriptions = {
+        400: "Malformed request (e.g. invalid JSON)",
+        401: "Missing, invalid or expired access token",
+        403: "Authenticated but not allowed",
+        404: "Not found",
+        409: "Conflicts with the current state",
+        412: "Precondition failed",
+        422: "Validation failed",
+        429: "Rate limited",
+        503: "Database unavailable",
+    }
+    return {
+        status: {"model": Problem, "description": descriptions.get(status, "Problem")}
+        for status in statuses
+    }
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite an OpenAPI document so every 4xx/5xx answers ``application/problem+json``
+    with the ``Problem`` schema (FastAPI would say application/json, and its default 422
+    would describe a shape this API never sends)."""
+    problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if status[:1] in {"4", "5"}:
+                    response["content"] = problem_content
+    components = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema

@@ -1,0 +1,79 @@
+"""The ASGI application: ``create_app()`` builds one; ``app`` is the default instance."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from app.accounts.router import router as accounts_router
+from app.core.config import Settings, get_settings
+from app.core.db import create_database
+from app.core.problem_docs import router as problem_docs_router
+from app.core.problems import document_problems, install_problem_handlers
+from app.health.router import router as health_router
+from app.regions.router import router as regions_router
+
+API_DESCRIPTION = """\
+Backend of the district micro-wish (微心愿) app.
+
+JSON under `/v1`, bearer tokens, RFC 3339 UTC times, string ids. Errors are RFC 9457
+`application/problem+json` with a stable `code`; `title`/`detail` follow `Accept-Language`
+(zh-CN by default, en). Lists take `?limit=` (1–100) and `?cursor=` and return
+`{"items": [...], "next_cursor": "..." | null}`.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Stable, readable operation ids for generated clients: the handler's name.
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = create_database(settings)
+        app.state.database = database
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="microwish",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location", "Retry-After", "Idempotent-Replayed"],
+        )
+    for router in (health_router, accounts_router, regions_router, problem_docs_router):
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

@@ -1,0 +1,8 @@
+"""Imports every domain's models so ``Base.metadata`` knows all tables (for Alembic)."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    import app.accounts.models
+    import app.regions.models  # noqa: F401

@@ -1,0 +1,98 @@
+"""Every failure is problem+json: domain errors, validation, malformed JSON, unknown routes,
+wrong methods, and unexpected exceptions (without leaking a traceback)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app.core.errors import InvalidState
+from app.main import create_app
+from tests.conftest import Api, make_settings
+
+pytestmark = pytest.mark.anyio
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"/problems/{code}"
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+async def test_unknown_route_is_a_problem(api: Api) -> None:
+    assert_problem(await api.client.get("/v1/nowhere"), 404, "not_found")
+
+
+async def test_wrong_method_is_a_problem_with_allow(api: Api) -> None:
+    response = await api.client.delete("/v1/auth/token")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["allow"]
+
+
+async def test_malformed_json_is_400(api: Api) -> None:
+    response = await api.client.post(
+        "/v1/auth/register",
+        content=b'{"phone": "13800138000", ',
+        headers={"content-type": "application/json"},
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
+async def test_non_object_bodies_are_422(api: Api) -> None:
+    payloads: list[object] = [[], "text", 12, None]
+    for payload in payloads:
+        response = await api.client.post("/v1/auth/register", json=payload)
+        assert_problem(response, 422, "validation_failed")
+
+
+async def test_language_follows_accept_language(api: Api) -> None:
+    zh = await api.client.get("/v1/nowhere")
+    en = await api.client.get("/v1/nowhere", headers={"Accept-Language": "en-US,en;q=0.9"})
+    preferred_zh = await api.client.get(
+        "/v1/nowhere", headers={"Accept-Language": "en;q=0.5, zh-CN"}
+    )
+    assert zh.json()["title"] == "未找到"
+    assert zh.headers["content-language"] == "zh-CN"
+    assert en.json()["title"] == "Not found"
+    assert en.headers["content-language"] == "en"
+    assert preferred_zh.json()["title"] == "未找到"
+
+
+async def test_unexpected_exception_is_a_500_without_traceback(clean_database: str) -> None:
+    app = create_app(make_settings(clean_database))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    @app.get("/invalid-state")
+    async def invalid_state() -> None:
+        raise InvalidState(resource="resource", current_state="closed", action="open")
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/boom")
+            body = assert_problem(response, 500, "internal_error")
+            assert "secret" not in response.text
+            assert "Traceback" not in response.text
+            assert body["instance"] == "/boom"
+
+            state = await client.get("/invalid-state", headers={"Accept-Language": "en"})
+            problem = assert_problem(state, 409, "invalid_state")
+            assert problem["current_state"] == "closed"
+            assert "closed" in str(problem["detail"])
+
+
+async def test_problem_type_uris_resolve(api: Api) -> None:
+    response = await api.client.get("/problems/phone_taken", headers={"Accept-Language": "en"})
+    assert response.status_code == 200
+    assert response.json()["title"] == "Phone already registered"
+    assert_problem(await api.client.get("/problems/nope"), 404, "not_found")

@@ -1,0 +1,80 @@
+"""The console script, run as a user would, against each database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SECRET, empty_all_tables
+
+pytestmark = pytest.mark.anyio
+
+
+def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MICROWISH_DATABASE_URL": database_url,
+        "MICROWISH_ENV": "test",
+        "MICROWISH_SECRET_KEY": TEST_SECRET,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_seed_demo_builds_the_district_once(clean_database: str) -> None:
+    first = run_cli(clean_database, "seed-demo")
+    assert first.returncode == 0, first.stderr
+    assert "13 streets, 53 communities, 596 grids" in first.stdout
+    assert "+8613800000000" in first.stdout
+    second = run_cli(clean_database, "seed-demo")
+    assert second.returncode == 0, second.stderr
+    assert "already there" in second.stdout
+    await empty_all_tables(clean_database)
+
+
+async def test_create_admin_creates_then_promotes(clean_database: str) -> None:
+    created = run_cli(
+        clean_database, "create-admin", "--phone", "13700137000", "--password", "long-password"
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created" in created.stdout
+    again = run_cli(
+        clean_database, "create-admin", "--phone", "+8613700137000", "--password", "other-password"
+    )
+    assert "promoted" in again.stdout
+    bad = run_cli(clean_database, "create-admin", "--phone", "123", "--password", "long-password")
+    assert bad.returncode == 2
+    await empty_all_tables(clean_database)
+
+
+def test_migrate_on_a_new_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'fresh.db'}"
+    result = run_cli(url, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "nested" / "fresh.db").exists()
+
+
+def test_production_refuses_the_placeholder_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROWISH_")}
+    env["MICROWISH_ENV"] = "production"
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "MICROWISH_SECRET_KEY" in result.stderr

@@ -12,12 +12,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from app.accounts.router import router as accounts_router
+from app.categories.router import router as categories_router
+from app.claims.router import router as claims_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_database
 from app.core.problem_docs import router as problem_docs_router
 from app.core.problems import document_problems, install_problem_handlers
 from app.health.router import router as health_router
+from app.members.router import router as members_router
 from app.regions.router import router as regions_router
+from app.wishes.router import router as wishes_router
 
 API_DESCRIPTION = """\
 Backend of the district micro-wish (微心愿) app.
@@ -64,7 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "Retry-After", "Idempotent-Replayed"],
         )
-    for router in (health_router, accounts_router, regions_router, problem_docs_router):
+    for router in (
+        health_router,
+        accounts_router,
+        regions_router,
+        categories_router,
+        members_router,
+        wishes_router,
+        claims_router,
+        problem_docs_router,
+    ):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -5,4 +5,8 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     import app.accounts.models
-    import app.regions.models  # noqa: F401
+    import app.categories.models
+    import app.claims.models
+    import app.members.models
+    import app.regions.models
+    import app.wishes.models  # noqa: F401

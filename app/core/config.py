@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     log_level: str = "INFO"
+    # Where members may claim directly: "area" = home community and roster service regions
+    # (the district's practice; other communities' wishes go through claim events),
+    # "district" = anywhere in the district.
+    direct_claim_scope: Literal["area", "district"] = "area"
+    # How often the in-app clock expires overdue wishes (and, later, events and claims).
+    clock_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -52,6 +52,33 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "street": {"zh-CN": "街道", "en": "street"},
     "community": {"zh-CN": "社区", "en": "community"},
     "grid": {"zh-CN": "网格", "en": "grid"},
+    "wish": {"zh-CN": "心愿", "en": "wish"},
+    "claim": {"zh-CN": "认领", "en": "claim"},
+    "member": {"zh-CN": "成员资料", "en": "member profile"},
+    # states
+    "pending_review": {"zh-CN": "待审核", "en": "pending review"},
+    "open": {"zh-CN": "可认领", "en": "open"},
+    "claimed": {"zh-CN": "已认领满", "en": "fully claimed"},
+    "fulfilled": {"zh-CN": "已完成", "en": "fulfilled"},
+    "confirmed": {"zh-CN": "已确认", "en": "confirmed"},
+    "rejected": {"zh-CN": "已驳回", "en": "rejected"},
+    "cancelled": {"zh-CN": "已取消", "en": "cancelled"},
+    "expired": {"zh-CN": "已过期", "en": "expired"},
+    "active": {"zh-CN": "进行中", "en": "active"},
+    "withdrawn": {"zh-CN": "已撤回", "en": "withdrawn"},
+    "released": {"zh-CN": "已释放", "en": "released"},
+    "revoked": {"zh-CN": "已撤销", "en": "revoked"},
+    "pending": {"zh-CN": "待审核", "en": "pending"},
+    "suspended": {"zh-CN": "已暂停", "en": "suspended"},
+    # actions
+    "approve": {"zh-CN": "审核通过", "en": "approve"},
+    "reject": {"zh-CN": "驳回", "en": "reject"},
+    "cancel": {"zh-CN": "取消", "en": "cancel"},
+    "confirm": {"zh-CN": "确认完成", "en": "confirm"},
+    "withdraw": {"zh-CN": "撤回", "en": "withdraw"},
+    "fulfil": {"zh-CN": "报告完成", "en": "fulfil"},
+    "revoke": {"zh-CN": "撤销", "en": "revoke"},
+    "suspend": {"zh-CN": "暂停", "en": "suspend"},
 }
 
 # code -> language -> (title, detail template)
@@ -141,6 +168,78 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
     "invalid_region_parent": {
         "zh-CN": ("上级区域不匹配", "{kind}的上级必须是{expected_parent}。"),
         "en": ("Wrong parent region", "A {kind} must sit under a {expected_parent}."),
+    },
+    "not_a_member": {
+        "zh-CN": ("还不是成员", "请先申请成为社区成员（POST /v1/members）。"),
+        "en": ("Not a member", "Apply to be a member first (POST /v1/members)."),
+    },
+    "member_not_active": {
+        "zh-CN": ("成员资格未生效", "您的成员资格尚未通过审核或已被暂停，暂不能认领。"),
+        "en": (
+            "Membership not active",
+            "Your membership is not approved yet or is suspended; you cannot claim now.",
+        ),
+    },
+    "already_member": {
+        "zh-CN": ("已是成员", "您已经提交过成员申请。"),
+        "en": ("Already a member", "You already have a member profile."),
+    },
+    "not_a_community": {
+        "zh-CN": ("需要社区", "所选区域不是社区，请选择一个社区。"),
+        "en": ("Not a community", "The region chosen is not a community."),
+    },
+    "region_too_broad": {
+        "zh-CN": ("区域范围过大", "心愿必须发布在社区或网格。"),
+        "en": ("Region too broad", "A wish belongs to a community or a grid."),
+    },
+    "unknown_category": {
+        "zh-CN": ("分类不存在", "未知分类：{category}。可用分类见 GET /v1/categories。"),
+        "en": ("Unknown category", "Unknown category: {category}. See GET /v1/categories."),
+    },
+    "unknown_region": {
+        "zh-CN": ("区域不存在", "这些区域不存在：{region_ids}。"),
+        "en": ("Unknown region", "These regions do not exist: {region_ids}."),
+    },
+    "deadline_out_of_range": {
+        "zh-CN": ("截止时间无效", "截止时间必须在未来一年之内。"),
+        "en": ("Deadline out of range", "The deadline must be in the future, within a year."),
+    },
+    "out_of_area": {
+        "zh-CN": (
+            "超出服务范围",
+            "只能直接认领本社区及资源清单服务区域内的心愿；跨社区请参加集中认领活动。",
+        ),
+        "en": (
+            "Out of your area",
+            "You may claim directly only in your community and your roster's service "
+            "regions; other communities' wishes are claimed through claim events.",
+        ),
+    },
+    "wish_full": {
+        "zh-CN": ("名额已满", "该心愿剩余名额不足（剩余 {slots_remaining}）。"),
+        "en": ("Wish full", "Not enough free slots on this wish ({slots_remaining} left)."),
+    },
+    "already_claimed": {
+        "zh-CN": ("已认领", "您已认领过这个心愿。"),
+        "en": ("Already claimed", "You already hold a claim on this wish."),
+    },
+    "capacity_reached": {
+        "zh-CN": (
+            "认领数已达上限",
+            "您同时进行中的认领已达上限（{capacity} 个），完成或撤回后再认领。",
+        ),
+        "en": (
+            "Capacity reached",
+            "You hold as many active claims as you may ({capacity}); fulfil or withdraw one first.",
+        ),
+    },
+    "not_claimable": {
+        "zh-CN": ("不可认领", "该心愿当前状态为 {current_state}，不可认领。"),
+        "en": ("Not claimable", "The wish is {current_state}; it cannot be claimed."),
+    },
+    "own_wish": {
+        "zh-CN": ("不能认领自己的心愿", "这是您自己发布的心愿。"),
+        "en": ("Your own wish", "You cannot claim a wish made for you."),
     },
     "rate_limited": {
         "zh-CN": ("请求过于频繁", "请求过于频繁，请稍后再试。"),

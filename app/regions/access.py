@@ -7,6 +7,7 @@ an organizer granted region G may act on G and everything below it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,15 @@ from app.regions import repository
 from app.regions.models import Region
 
 _SCOPE_KEY = "scope"
+
+
+class Placed(Protocol):
+    """Something located in the region tree by its level ids."""
+
+    district_id: Any
+    street_id: Any
+    community_id: Any
+    grid_id: Any
 
 
 @dataclass(frozen=True)
@@ -36,11 +46,12 @@ class Scope:
     def is_organizer(self) -> bool:
         return bool(self.grants)
 
-    def covers(self, region: Region) -> bool:
-        """True when the actor may act on ``region`` (admin, or it lies in a granted subtree)."""
+    def covers(self, placed: Placed) -> bool:
+        """True when the actor may act on ``placed`` (a region, or anything carrying its
+        region's level ids, like a wish): admin, or it lies in a granted subtree."""
         if self.is_admin:
             return True
-        return any(region.level_id(grant.kind) == grant.region_id for grant in self.grants)
+        return any(getattr(placed, f"{grant.kind}_id") == grant.region_id for grant in self.grants)
 
 
 async def scope_of(session: AsyncSession, actor: Actor) -> Scope:

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, BigIntPK, UTCDateTime, utcnow
+
+NOTE_MAX = 500
+
+
+class ClaimStatus(enum.StrEnum):
+    active = "active"
+    fulfilled = "fulfilled"
+    withdrawn = "withdrawn"
+    released = "released"
+    revoked = "revoked"
+
+
+class ClaimSource(enum.StrEnum):
+    direct = "direct"
+    event = "event"
+    match = "match"
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+    __table_args__ = (
+        CheckConstraint("slots >= 1", name="slots_positive"),
+        CheckConstraint(
+            "status IN ('active', 'fulfilled', 'withdrawn', 'released', 'revoked')",
+            name="status",
+        ),
+        CheckConstraint("source IN ('direct', 'event', 'match')", name="source"),
+        # Invariant 3: at most one live claim per (wish, member), whatever the concurrency.
+        Index(
+            "uq_claims_live_wish_member",
+            "wish_id",
+            "member_id",
+            unique=True,
+            sqlite_where=text("status IN ('active', 'fulfilled')"),
+            postgresql_where=text("status IN ('active', 'fulfilled')"),
+        ),
+        Index("ix_claims_member_id_id", "member_id", "id"),
+        Index("ix_claims_wish_id_status", "wish_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    wish_id: Mapped[int] = mapped_column(ForeignKey("wishes.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.user_id", ondelete="CASCADE"))
+    slots: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=ClaimStatus.active.value)
+    source: Mapped[str] = mapped_column(String(16), default=ClaimSource.direct.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fulfil_note: Mapped[str | None] = mapped_column(String(NOTE_MAX))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(NOTE_MAX))
+    ended_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))

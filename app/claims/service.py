@@ -1,0 +1,236 @@
+"""Claiming, withdrawing, fulfilling and revoking. The invariants are enforced by the
+statements in ``repository``; this module orders them and explains refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.claims import repository
+from app.claims.models import Claim, ClaimSource, ClaimStatus
+from app.core.actor import Actor
+from app.core.db import utcnow
+from app.core.errors import Conflict, Forbidden, InvalidState, NotFound
+from app.members import repository as members_repository
+from app.members.models import MemberStatus
+from app.regions.access import scope_of
+from app.wishes import repository as wishes_repository
+from app.wishes.models import Wish, WishStatus
+from app.wishes.service import is_owner, may_see
+
+
+async def claim_wish(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    wish_id: int,
+    slots: int,
+    district_wide: bool = False,
+    source: ClaimSource = ClaimSource.direct,
+) -> Claim:
+    """The hot path: three conditional statements, each of which either takes what it
+    needs or changes nothing; any refusal rolls the whole transaction back."""
+    now = utcnow()
+    levels = await repository.take_wish_slots(
+        session, wish_id=wish_id, slots=slots, now=now, claimer_id=actor.user_id
+    )
+    if levels is None:
+        await _explain_wish_refusal(session, actor, wish_id=wish_id, slots=slots, now=now)
+    assert levels is not None
+    area_ids = None if district_wide else levels.ids
+    if not await repository.take_member_capacity(
+        session, member_id=actor.user_id, area_ids=area_ids
+    ):
+        await _explain_member_refusal(session, actor, area_ids=area_ids)
+    try:
+        return await repository.insert_claim(
+            session,
+            {
+                "wish_id": wish_id,
+                "member_id": actor.user_id,
+                "slots": slots,
+                "status": ClaimStatus.active.value,
+                "source": source.value,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    except IntegrityError as exc:  # the partial unique index on live (wish, member) claims
+        raise Conflict("already_claimed") from exc
+
+
+async def _explain_wish_refusal(
+    session: AsyncSession, actor: Actor, *, wish_id: int, slots: int, now: datetime
+) -> None:
+    wish = await wishes_repository.get(session, wish_id)
+    if wish is None or not await may_see(session, actor, wish):
+        raise NotFound(resource="wish")
+    if wish.resident_id == actor.user_id:
+        raise Conflict("own_wish")
+    if wish.status == WishStatus.claimed.value or (
+        wish.status == WishStatus.open.value and wish.slots_claimed + slots > wish.slots_total
+    ):
+        raise Conflict(
+            "wish_full",
+            extra={"slots_remaining": wish.slots_total - wish.slots_claimed},
+            slots_remaining=wish.slots_total - wish.slots_claimed,
+        )
+    if wish.status == WishStatus.open.value and wish.deadline is not None and wish.deadline <= now:
+        raise Conflict("not_claimable", extra={"current_state": "expired"}, current_state="expired")
+    raise Conflict("not_claimable", extra={"current_state": wish.status}, current_state=wish.status)
+
+
+async def _explain_member_refusal(
+    session: AsyncSession, actor: Actor, *, area_ids: Sequence[int] | None
+) -> None:
+    member = await members_repository.get(session, actor.user_id)
+    if member is None:
+        raise Forbidden("not_a_member")
+    if member.status != MemberStatus.active.value:
+        raise Forbidden("member_not_active", extra={"member_status": member.status})
+    if area_ids is not None and not await repository.member_has_area(
+        session, member_id=actor.user_id, area_ids=area_ids
+    ):
+        raise Forbidden("out_of_area")
+    raise Conflict(
+        "capacity_reached",
+        extra={"capacity": member.capacity, "active_claims": member.active_claims},
+        capacity=member.capacity,
+    )
+
+
+async def _own_claim(session: AsyncSession, actor: Actor, claim_id: int) -> Claim:
+    claim = await repository.get(session, claim_id)
+    if claim is None or claim.member_id != actor.user_id:
+        raise NotFound(resource="claim")
+    return claim
+
+
+async def _end_claim(
+    session: AsyncSession,
+    claim: Claim,
+    *,
+    status: ClaimStatus,
+    action: str,
+    ended_by: int,
+    reason: str | None,
+) -> Claim:
+    now = utcnow()
+    await repository.lock_wish(session, claim.wish_id)
+    ended = await repository.end_active_claim(
+        session,
+        claim_id=claim.id,
+        values={
+            "status": status.value,
+            "ended_at": now,
+            "ended_by": ended_by,
+            "end_reason": reason,
+            "updated_at": now,
+        },
+    )
+    if ended is None:
+        current = await repository.get(session, claim.id)
+        raise InvalidState(
+            resource="claim", current_state=current.status if current else "gone", action=action
+        )
+    await repository.give_back_slots(session, wish_id=ended.wish_id, slots=ended.slots, now=now)
+    await repository.release_member_capacity(session, [ended.member_id])
+    return ended
+
+
+async def withdraw(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim:
+    claim = await _own_claim(session, actor, claim_id)
+    return await _end_claim(
+        session,
+        claim,
+        status=ClaimStatus.withdrawn,
+        action="withdraw",
+        ended_by=actor.user_id,
+        reason=None,
+    )
+
+
+async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: str) -> Claim:
+    claim = await repository.get(session, claim_id)
+    if claim is None:
+        raise NotFound(resource="claim")
+    wish = await wishes_repository.get(session, claim.wish_id)
+    if wish is None or not (await scope_of(session, actor)).covers(wish):
+        raise Forbidden("out_of_scope")
+    return await _end_claim(
+        session,
+        claim,
+        status=ClaimStatus.revoked,
+        action="revoke",
+        ended_by=actor.user_id,
+        reason=reason,
+    )
+
+
+async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: str) -> Claim:
+    claim = await _own_claim(session, actor, claim_id)
+    now = utcnow()
+    await repository.lock_wish(session, claim.wish_id)
+    done = await repository.end_active_claim(
+        session,
+        claim_id=claim.id,
+        values={
+            "status": ClaimStatus.fulfilled.value,
+            "fulfilled_at": now,
+            "fulfil_note": note,
+            "updated_at": now,
+        },
+    )
+    if done is None:
+        current = await repository.get(session, claim.id)
+        raise InvalidState(
+            resource="claim", current_state=current.status if current else "gone", action="fulfil"
+        )
+    await repository.count_fulfilled_slots(session, wish_id=done.wish_id, slots=done.slots, now=now)
+    await repository.release_member_capacity(session, [done.member_id])
+    return done
+
+
+async def get_claim(session: AsyncSession, actor: Actor, *, claim_id: int) -> tuple[Claim, Wish]:
+    """The claimer, the wish's owner, and organizers in scope may read a claim."""
+    claim = await repository.get(session, claim_id)
+    wish = await wishes_repository.get(session, claim.wish_id) if claim else None
+    if claim is None or wish is None:
+        raise NotFound(resource="claim")
+    is_party = claim.member_id == actor.user_id or is_owner(actor.user_id, wish)
+    if not is_party and not (await scope_of(session, actor)).covers(wish):
+        raise NotFound(resource="claim")
+    return claim, wish
+
+
+async def my_claims(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    statuses: list[str] | None,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[tuple[Claim, Wish]]:
+    return await repository.list_for_member(
+        session, member_id=actor.user_id, statuses=statuses, after_id=after_id, limit=limit
+    )
+
+
+async def claims_of_wish(
+    session: AsyncSession, actor: Actor, *, wish_id: int, after_id: int | None, limit: int
+) -> Sequence[tuple[Claim, str]]:
+    """Who claimed a wish: for its owner, organizers in scope and its claimers."""
+    wish = await wishes_repository.get(session, wish_id)
+    if wish is None or not await may_see(session, actor, wish):
+        raise NotFound(resource="wish")
+    scope = await scope_of(session, actor)
+    if not (
+        is_owner(actor.user_id, wish)
+        or scope.covers(wish)
+        or await repository.live_claim_exists(session, wish_id=wish_id, member_id=actor.user_id)
+    ):
+        raise Forbidden()
+    return await repository.list_for_wish(session, wish_id=wish_id, after_id=after_id, limit=limit)

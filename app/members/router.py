@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+
+from app.core.auth import CurrentActor
+from app.core.deps import DbSession
+from app.core.pagination import PageParams, build_page, decode_cursor, page_params
+from app.core.problems import problem_responses
+from app.core.types import MAX_ID
+from app.members import service
+from app.members.models import ROSTER_MAX_ENTRIES, Member, MemberResource, MemberStatus
+from app.members.schemas import (
+    MemberApply,
+    MemberPage,
+    MemberRead,
+    MemberUpdate,
+    ResourceIn,
+    ResourceRead,
+    RosterRead,
+)
+
+router = APIRouter(prefix="/v1/members", tags=["members"])
+
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The member's user id.")]
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def member_read(found: tuple[Member, str]) -> MemberRead:
+    member, display_name = found
+    return MemberRead(
+        user_id=member.user_id,
+        display_name=display_name,
+        community_id=member.community_id,
+        status=MemberStatus(member.status),
+        capacity=member.capacity,
+        active_claims=member.active_claims,
+        capacity_remaining=max(member.capacity - member.active_claims, 0),
+        created_at=member.created_at,
+        reviewed_at=member.reviewed_at,
+    )
+
+
+def roster_read(rows: list[tuple[MemberResource, list[int]]]) -> RosterRead:
+    return RosterRead(
+        items=[
+            ResourceRead(
+                id=resource.id,
+                category=resource.category,
+                title=resource.title,
+                description=resource.description,
+                quantity=resource.quantity,
+                service_region_ids=region_ids,
+            )
+            for resource, region_ids in rows
+        ]
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Apply to be a member of a community (pending until an organizer approves)",
+    responses=problem_responses(400, 401, 404, 409, 422),
+)
+async def apply_membership(
+    body: MemberApply, session: DbSession, actor: CurrentActor
+) -> MemberRead:
+    return member_read(
+        await service.apply(session, actor, community_id=body.community_id, capacity=body.capacity)
+    )
+
+
+@router.get(
+    "",
+    summary="Members in the organizer's scope (e.g. ?status=pending to review)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_members(
+    session: DbSession,
+    actor: CurrentActor,
+    paging: Paging,
+    status: MemberStatus | None = None,
+    region_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> MemberPage:
+    after_id = decode_cursor("members", paging.cursor, 1)[0] if paging.cursor else None
+    rows = await service.list_members(
+        session,
+        actor,
+        status=status,
+        region_id=region_id,
+        after_id=after_id,
+        limit=paging.limit + 1,
+    )
+    items, next_cursor = build_page(rows, paging.limit, "members", lambda row: [row[0].user_id])
+    return MemberPage(items=[member_read(row) for row in items], next_cursor=next_cursor)
+
+
+@router.get("/me", summary="My member profile", responses=problem_responses(401, 404))
+async def get_my_membership(session: DbSession, actor: CurrentActor) -> MemberRead:
+    return member_read(await service.get_member(session, actor, user_id=actor.user_id))
+
+
+@router.get("/me/resources", summary="My resource roster", responses=problem_responses(401, 404))
+async def get_my_resources(session: DbSession, actor: CurrentActor) -> RosterRead:
+    return roster_read(await service.get_roster(session, actor, user_id=actor.user_id))
+
+
+@router.put(
+    "/me/resources",
+    summary="Replace my resource roster",
+    description=f"A JSON array of at most {ROSTER_MAX_ENTRIES} entries; it replaces the roster.",
+    responses=problem_responses(400, 401, 404, 422),
+)
+async def replace_my_resources(
+    body: Annotated[list[ResourceIn], Body(max_length=ROSTER_MAX_ENTRIES)],
+    session: DbSession,
+    actor: CurrentActor,
+) -> RosterRead:
+    return roster_read(await service.replace_roster(session, actor, entries=body))
+
+
+@router.get(
+    "/{user_id}",
+    summary="A member profile (the member, or an organizer in scope)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_member(user_id: UserId, session: DbSession, actor: CurrentActor) -> MemberRead:
+    return member_read(await service.get_member(session, actor, user_id=user_id))
+
+
+@router.get(
+    "/{user_id}/resources",
+    summary="A member's roster (the member, or an organizer in scope)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def get_member_resources(
+    user_id: UserId, session: DbSession, actor: CurrentActor
+) -> RosterRead:
+    return roster_read(await service.get_roster(session, actor, user_id=user_id))
+
+
+@router.patch(
+    "/{user_id}",
+    summary="Change a member's capacity (organizer in scope)",
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
+async def update_member(
+    user_id: UserId, body: MemberUpdate, session: DbSession, actor: CurrentActor
+) -> MemberRead:
+    return member_read(
+        await service.set_capacity(session, actor, user_id=user_id, capacity=body.capacity)
+    )
+
+
+@router.post(
+    "/{user_id}/approve",
+    summary="Approve (or reinstate) a member (organizer in scope)",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def approve_member(user_id: UserId, session: DbSession, actor: CurrentActor) -> MemberRead:
+    return member_read(await service.approve(session, actor, user_id=user_id))
+
+
+@router.post(
+    "/{user_id}/suspend",
+    summary="Suspend a member: no new claims (organizer in scope)",
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def suspend_member(
+    user_id: UserId,
+    session: DbSession,
+    actor: CurrentActor,
+) -> MemberRead:
+    return member_read(await service.suspend(session, actor, user_id=user_id))

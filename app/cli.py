@@ -19,11 +19,14 @@ T = TypeVar("T")
 
 def _run_in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from app.core.db import create_database
+    from app.models import import_all_models
+
+    import_all_models()
 
     async def runner() -> T:
         database = create_database(settings)
         try:
-            async with database.write_sessions() as session, session.begin():
+            async with database.transaction(write=True) as session:
                 return await work(session)
         finally:
             await database.dispose()
@@ -99,9 +102,15 @@ def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"demo district: {report.streets} streets, {report.communities} communities, "
         f"{report.grids} grids" + ("" if report.created_regions else " (already there)")
     )
+    if report.people:
+        people = report.people
+        print(
+            f"demo people: {people.members} members, {people.residents} residents, "
+            f"{people.wishes} wishes, {people.claims} claims"
+        )
     print("demo logins (phone / password):")
     for login in report.logins or []:
-        print(f"  {login.role:<10} {login.phone}  {login.password}  ({login.display_name})")
+        print(f"  {login.role:<20} {login.phone}  {login.password}  ({login.display_name})")
     return 0
 
 

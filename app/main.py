@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,14 +16,17 @@ from fastapi.routing import APIRoute
 from app.accounts.router import router as accounts_router
 from app.categories.router import router as categories_router
 from app.claims.router import router as claims_router
+from app.core.clock import Job, run_clock
 from app.core.config import Settings, get_settings
 from app.core.db import create_database
 from app.core.problem_docs import router as problem_docs_router
 from app.core.problems import document_problems, install_problem_handlers
 from app.health.router import router as health_router
 from app.members.router import router as members_router
+from app.models import import_all_models
 from app.regions.router import router as regions_router
 from app.wishes.router import router as wishes_router
+from app.wishes.service import expire_overdue as expire_overdue_wishes
 
 API_DESCRIPTION = """\
 Backend of the district micro-wish (微心愿) app.
@@ -33,6 +38,10 @@ JSON under `/v1`, bearer tokens, RFC 3339 UTC times, string ids. Errors are RFC 
 """
 
 
+# Periodic jobs of the in-app clock (see app.core.clock).
+CLOCK_JOBS: list[Job] = [expire_overdue_wishes]
+
+
 def _operation_id(route: APIRoute) -> str:
     # Stable, readable operation ids for generated clients: the handler's name.
     return route.name
@@ -40,15 +49,22 @@ def _operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    import_all_models()  # every mapper configured before the first request
     logging.basicConfig(level=settings.log_level.upper())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = create_database(settings)
         app.state.database = database
+        clock = asyncio.create_task(
+            run_clock(database, CLOCK_JOBS, settings.clock_interval_seconds), name="clock"
+        )
         try:
             yield
         finally:
+            clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await clock
             await database.dispose()
 
     app = FastAPI(

@@ -18,17 +18,26 @@ from typing import Any
 
 import httpx
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core import migrate
+from app.core import migrate, security
 from app.core.config import Settings, normalize_database_url
 from app.core.db import Base
 from app.main import create_app
 from app.models import import_all_models
 
 import_all_models()
+
+# argon2 is slow on purpose (tens of ms a hash); tests register hundreds of users, so they
+# use the same algorithm with the smallest cost. Production parameters are untouched.
+security._password_hash = PasswordHash(
+    (Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),)
+)
+security._DUMMY_HASH = security._password_hash.hash("microwish-timing-equaliser")
 
 POSTGRES_URL = os.environ.get("MICROWISH_TEST_POSTGRES_URL", "").strip()
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]

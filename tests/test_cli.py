@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.config import normalize_database_url
 from tests.conftest import TEST_SECRET, empty_all_tables
+from tests.invariants import violations
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +40,21 @@ async def test_seed_demo_builds_the_district_once(clean_database: str) -> None:
     assert first.returncode == 0, first.stderr
     assert "13 streets, 53 communities, 596 grids" in first.stdout
     assert "+8613800000000" in first.stdout
+    assert "3000 members, 2000 residents, 5000 wishes" in first.stdout
+    assert await violations(clean_database) == {}
+    states = dict(
+        await _rows(clean_database, "SELECT status, count(*) FROM wishes GROUP BY status")
+    )
+    assert set(states) == {
+        "open",
+        "claimed",
+        "fulfilled",
+        "confirmed",
+        "pending_review",
+        "rejected",
+        "cancelled",
+        "expired",
+    }
     second = run_cli(clean_database, "seed-demo")
     assert second.returncode == 0, second.stderr
     assert "already there" in second.stdout
@@ -78,3 +97,12 @@ def test_production_refuses_the_placeholder_secret(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "MICROWISH_SECRET_KEY" in result.stderr
+
+
+async def _rows(url: str, query: str) -> list[tuple[object, ...]]:
+    engine = create_async_engine(normalize_database_url(url))
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in (await connection.execute(text(query))).all()]
+    finally:
+        await engine.dispose()

@@ -31,7 +31,12 @@ class World:
         return headers, me["id"]
 
     async def member(
-        self, community: str = "C1", *, capacity: int = 3, approve: bool = True, name: str = "志愿者"
+        self,
+        community: str = "C1",
+        *,
+        capacity: int = 3,
+        approve: bool = True,
+        name: str = "志愿者",
     ) -> tuple[dict[str, str], str]:
         headers, user_id = await self.user(name)
         response = await self.api.client.post(
@@ -74,15 +79,13 @@ class World:
         wish: dict[str, Any] = response.json()
         if approve and wish["status"] == "pending_review":
             approved = await self.api.client.post(
-                f"/v1/wishes/{wish['id']}/approve", headers=self.organizer
+                f"/v1/wishes/{wish['id']}/approve", headers=self.admin
             )
             assert approved.status_code == 200, approved.text
             wish = approved.json()
         return wish
 
-    async def claim(
-        self, wish_id: str, headers: dict[str, str], slots: int = 1
-    ) -> Any:
+    async def claim(self, wish_id: str, headers: dict[str, str], slots: int = 1) -> Any:
         return await self.api.client.post(
             f"/v1/wishes/{wish_id}/claims", json={"slots": slots}, headers=headers
         )

@@ -75,12 +75,23 @@ class GrantSummary(BaseModel):
 Role = Literal["resident", "member", "organizer", "admin"]
 
 
+class MemberSummary(BaseModel):
+    community_id: Id
+    status: Literal["pending", "active", "suspended"]
+    capacity: int
+    active_claims: int
+    capacity_remaining: int
+
+
 class UserRead(BaseModel):
     """A user as they see themselves (their own phone unmasked)."""
 
     id: Id
     phone: str
     display_name: str
-    roles: list[Role]
+    roles: list[Role] = Field(
+        description="resident (everyone), member (an active member profile), organizer, admin"
+    )
     grants: list[GrantSummary]
+    member: MemberSummary | None = Field(description="The member profile, in any status.")
     created_at: datetime

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
 from app.accounts.models import RefreshToken, User
-from app.accounts.schemas import GrantSummary, Role, TokenPair, UserRead
+from app.accounts.schemas import GrantSummary, MemberSummary, Role, TokenPair, UserRead
 from app.core.actor import Actor
 from app.core.config import Settings
 from app.core.db import utcnow
@@ -22,6 +22,7 @@ from app.core.security import (
     new_refresh_token,
     verify_password,
 )
+from app.members import repository as members_repository
 from app.regions import repository as regions_repository
 
 
@@ -96,7 +97,10 @@ async def refresh(session: AsyncSession, *, refresh_token: str, settings: Settin
 
 async def describe_user(session: AsyncSession, user: User) -> UserRead:
     grants = await regions_repository.grants_with_regions(session, user.id)
+    member = await members_repository.get(session, user.id)
     roles: list[Role] = ["resident"]
+    if member is not None and member.status == "active":
+        roles.append("member")
     if grants:
         roles.append("organizer")
     if user.is_admin:
@@ -110,6 +114,15 @@ async def describe_user(session: AsyncSession, user: User) -> UserRead:
             GrantSummary(region_id=region.id, region_kind=region.kind, region_name=region.name)
             for _grant, region in grants
         ],
+        member=MemberSummary(
+            community_id=member.community_id,
+            status=member.status,
+            capacity=member.capacity,
+            active_claims=member.active_claims,
+            capacity_remaining=max(member.capacity - member.active_claims, 0),
+        )
+        if member
+        else None,
         created_at=user.created_at,
     )
 

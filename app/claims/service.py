@@ -18,7 +18,7 @@ from app.members import repository as members_repository
 from app.members.models import MemberStatus
 from app.regions.access import scope_of
 from app.wishes import repository as wishes_repository
-from app.wishes.models import Wish, WishStatus
+from app.wishes.models import NEVER_PUBLISHED, Wish, WishStatus
 from app.wishes.service import is_owner, may_see
 
 
@@ -66,7 +66,9 @@ async def _explain_wish_refusal(
     session: AsyncSession, actor: Actor, *, wish_id: int, slots: int, now: datetime
 ) -> None:
     wish = await wishes_repository.get(session, wish_id)
-    if wish is None or not await may_see(session, actor, wish):
+    never_published = wish is not None and wish.status in NEVER_PUBLISHED
+    if wish is None or (never_published and not await may_see(session, actor, wish)):
+        # A wish nobody was shown stays unknown; one that was public gets a real reason.
         raise NotFound(resource="wish")
     if wish.resident_id == actor.user_id:
         raise Conflict("own_wish")

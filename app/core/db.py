@@ -8,8 +8,10 @@ sent (``Depends(..., scope="function")``), so a failed commit is an error respon
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,10 +119,27 @@ class Database:
     engine: AsyncEngine
     read_sessions: async_sessionmaker[AsyncSession]
     write_sessions: async_sessionmaker[AsyncSession]
+    # SQLite has one writer at a time. Its busy handler waits by polling with growing sleeps,
+    # so under contention writers mostly sleep; queueing them here first (FIFO, no polling)
+    # keeps the lock busy. Other processes still meet the busy timeout.
+    write_lock: asyncio.Lock | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed if the block ends normally, else rolled back (unless
+        the error is a DomainError that asks to keep its changes)."""
+        if write and self.write_lock is not None:
+            async with self.write_lock, _transaction(self.write_sessions) as session:
+                yield session
+        else:
+            async with _transaction(
+                self.read_sessions if not write else self.write_sessions
+            ) as session:
+                yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -154,18 +173,15 @@ def create_database(settings: Settings) -> Database:
         engine=engine,
         read_sessions=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
         write_sessions=async_sessionmaker(write_engine, expire_on_commit=False, autoflush=False),
+        write_lock=asyncio.Lock() if url.startswith("sqlite") else None,
     )
 
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: committed when the handler returns, else rolled back."""
-    database: Database = request.app.state.database
-    factory = (
-        database.read_sessions if request.method in _READ_ONLY_METHODS else database.write_sessions
-    )
+@asynccontextmanager
+async def _transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with factory() as session:
         try:
             yield session
@@ -179,3 +195,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed when the handler returns, else rolled back.
+    GET requests start a read transaction; others a write transaction."""
+    database: Database = request.app.state.database
+    async with database.transaction(write=request.method not in _READ_ONLY_METHODS) as session:
+        yield session
+
+
+async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For reads that also write (e.g. auditing an unmasked contact): on SQLite, upgrading a
+    read transaction to a write fails at once under contention, so these start as writes."""
+    database: Database = request.app.state.database
+    async with database.transaction(write=True) as session:
+        yield session

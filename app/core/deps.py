@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from app.core.config import Settings
-from app.core.db import get_session
+from app.core.db import get_session, get_write_session
 
 # scope="function": the commit happens before the response goes out (see app.core.db).
 DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# A GET that writes too (audit rows): a write transaction from the start.
+AuditedReadSession = Annotated[AsyncSession, Depends(get_write_session, scope="function")]
 
 
 def get_settings_from_app(request: Request) -> Settings:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import User
 from app.core.db import utcnow
 from app.core.security import hash_password
+from app.demo.people import DEMO_LOGINS, DEMO_PASSWORD, DemoAccounts, seed_people
 from app.regions.models import Region, RegionKind
 
 TARGET_COMMUNITIES = 53
@@ -43,6 +44,7 @@ class SeedReport:
     grids: int = 0
     created_regions: bool = False
     logins: list[DemoLogin] | None = None
+    people: DemoAccounts | None = None
 
 
 def load_region_names() -> dict[str, Any]:
@@ -183,7 +185,7 @@ async def ensure_user(
 
 async def seed_demo(session: AsyncSession) -> SeedReport:
     report = SeedReport(logins=[])
-    await seed_regions(session, report)
+    district = await seed_regions(session, report)
     await ensure_user(
         session,
         phone=DEMO_ADMIN_PHONE,
@@ -193,4 +195,7 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     )
     assert report.logins is not None
     report.logins.append(DemoLogin("admin", DEMO_ADMIN_PHONE, DEMO_ADMIN_PASSWORD, "区管理员"))
+    report.people = await seed_people(session, district.id)
+    for role, phone, name in DEMO_LOGINS:
+        report.logins.append(DemoLogin(role, phone, DEMO_PASSWORD, name))
     return report

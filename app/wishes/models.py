@@ -29,6 +29,8 @@ class WishStatus(enum.StrEnum):
 
 
 PUBLIC_STATUSES = (WishStatus.open.value, WishStatus.claimed.value)
+# Statuses of wishes that were never public: only their owner and organizers know of them.
+NEVER_PUBLISHED = (WishStatus.pending_review.value, WishStatus.rejected.value)
 # A claim can exist (and slots be held) only while the wish is in one of these.
 LIVE_STATUSES = (WishStatus.open.value, WishStatus.claimed.value)
 

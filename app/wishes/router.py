@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from app.core.auth import CurrentActor
-from app.core.deps import DbSession
+from app.core.deps import AuditedReadSession, DbSession
 from app.core.pagination import PageParams, build_page, decode_cursor, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID
@@ -104,7 +104,7 @@ async def create_wish(body: WishCreate, session: DbSession, actor: CurrentActor)
     responses=problem_responses(401, 404, 422),
 )
 async def list_wishes(
-    session: DbSession,
+    session: AuditedReadSession,
     actor: CurrentActor,
     paging: Paging,
     status: Annotated[list[WishStatus] | None, Query(max_length=8)] = None,
@@ -128,7 +128,7 @@ async def list_wishes(
 
 
 @router.get("/{wish_id}", summary="A wish", responses=problem_responses(401, 404, 422))
-async def get_wish(wish_id: WishId, session: DbSession, actor: CurrentActor) -> WishRead:
+async def get_wish(wish_id: WishId, session: AuditedReadSession, actor: CurrentActor) -> WishRead:
     return wish_read(await service.get_wish(session, actor, wish_id=wish_id))
 
 

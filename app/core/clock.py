@@ -1,0 +1,33 @@
+"""The in-app clock: periodic jobs (expiring overdue wishes; later, opening and closing
+events and releasing overdue claims) run inside the server, no cron needed. Each run is one
+write transaction; the jobs are idempotent conditional UPDATEs, so several server processes
+running them at once is harmless, and a restarted server catches up on its first tick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import Database
+
+logger = logging.getLogger("microwish.clock")
+
+Job = Callable[[AsyncSession], Awaitable[object]]
+
+
+async def run_jobs_once(database: Database, jobs: Sequence[Job]) -> None:
+    for job in jobs:
+        try:
+            async with database.transaction(write=True) as session:
+                await job(session)
+        except Exception:  # one failing job must not stop the clock
+            logger.exception("clock job %s failed", getattr(job, "__name__", job))
+
+
+async def run_clock(database: Database, jobs: Sequence[Job], interval_seconds: float) -> None:
+    while True:
+        await run_jobs_once(database, jobs)
+        await asyncio.sleep(interval_seconds)

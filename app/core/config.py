@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "dev-insecure-change-me"
+PLACEHOLDER_SECRET = "development-only-placeholder-secret-change-me"
 DEFAULT_SQLITE_PATH = Path("data") / "microwish.db"
 
 

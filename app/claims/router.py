@@ -9,7 +9,7 @@ from app.claims.models import Claim, ClaimSource, ClaimStatus
 from app.claims.schemas import ClaimCreate, ClaimPage, ClaimRead, FulfilIn, RevokeIn, WishBrief
 from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, DbSession
-from app.core.pagination import PageParams, build_page, decode_cursor, page_params
+from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID
 from app.wishes.models import Wish, WishStatus
@@ -86,9 +86,9 @@ async def claim_wish(
 async def list_wish_claims(
     wish_id: WishId, session: DbSession, actor: CurrentActor, paging: Paging
 ) -> ClaimPage:
-    after_id = decode_cursor("wish_claims", paging.cursor, 1)[0] if paging.cursor else None
+    after_id = paging.after_id("wish_claims")
     rows = await service.claims_of_wish(
-        session, actor, wish_id=wish_id, after_id=after_id, limit=paging.limit + 1
+        session, actor, wish_id=wish_id, after_id=after_id, limit=paging.fetch
     )
     items, next_cursor = build_page(rows, paging.limit, "wish_claims", lambda r: [r[0].id])
     return ClaimPage(
@@ -106,13 +106,13 @@ async def list_my_claims(
     paging: Paging,
     status: Annotated[list[ClaimStatus] | None, Query(max_length=5)] = None,
 ) -> ClaimPage:
-    after_id = decode_cursor("my_claims", paging.cursor, 1)[0] if paging.cursor else None
+    after_id = paging.after_id("my_claims")
     rows = await service.my_claims(
         session,
         actor,
         statuses=[s.value for s in status] if status else None,
         after_id=after_id,
-        limit=paging.limit + 1,
+        limit=paging.fetch,
     )
     items, next_cursor = build_page(rows, paging.limit, "my_claims", lambda r: [r[0].id])
     return ClaimPage(

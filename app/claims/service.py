@@ -111,6 +111,21 @@ async def _own_claim(session: AsyncSession, actor: Actor, claim_id: int) -> Clai
     return claim
 
 
+async def _close_active_claim(
+    session: AsyncSession, claim: Claim, *, action: str, values: dict[str, object]
+) -> Claim:
+    """Lock the wish, then move the claim out of ``active``; 409 if it already left."""
+    await repository.lock_wish(session, claim.wish_id)
+    closed = await repository.end_active_claim(session, claim_id=claim.id, values=values)
+    if closed is None:
+        current = await repository.get(session, claim.id)
+        raise InvalidState(
+            resource="claim", current_state=current.status if current else "gone", action=action
+        )
+    await repository.release_member_capacity(session, [closed.member_id])
+    return closed
+
+
 async def _end_claim(
     session: AsyncSession,
     claim: Claim,
@@ -120,11 +135,12 @@ async def _end_claim(
     ended_by: int,
     reason: str | None,
 ) -> Claim:
+    """Withdraw or revoke: the claim's slots return to the wish."""
     now = utcnow()
-    await repository.lock_wish(session, claim.wish_id)
-    ended = await repository.end_active_claim(
+    ended = await _close_active_claim(
         session,
-        claim_id=claim.id,
+        claim,
+        action=action,
         values={
             "status": status.value,
             "ended_at": now,
@@ -133,13 +149,7 @@ async def _end_claim(
             "updated_at": now,
         },
     )
-    if ended is None:
-        current = await repository.get(session, claim.id)
-        raise InvalidState(
-            resource="claim", current_state=current.status if current else "gone", action=action
-        )
     await repository.give_back_slots(session, wish_id=ended.wish_id, slots=ended.slots, now=now)
-    await repository.release_member_capacity(session, [ended.member_id])
     return ended
 
 
@@ -175,10 +185,10 @@ async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: 
 async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: str) -> Claim:
     claim = await _own_claim(session, actor, claim_id)
     now = utcnow()
-    await repository.lock_wish(session, claim.wish_id)
-    done = await repository.end_active_claim(
+    done = await _close_active_claim(
         session,
-        claim_id=claim.id,
+        claim,
+        action="fulfil",
         values={
             "status": ClaimStatus.fulfilled.value,
             "fulfilled_at": now,
@@ -186,13 +196,7 @@ async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: st
             "updated_at": now,
         },
     )
-    if done is None:
-        current = await repository.get(session, claim.id)
-        raise InvalidState(
-            resource="claim", current_state=current.status if current else "gone", action="fulfil"
-        )
     await repository.count_fulfilled_slots(session, wish_id=done.wish_id, slots=done.slots, now=now)
-    await repository.release_member_capacity(session, [done.member_id])
     return done
 
 

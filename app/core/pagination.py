@@ -36,6 +36,20 @@ class PageParams:
     limit: int
     cursor: str | None
 
+    def after_id(self, listing: str) -> int | None:
+        """The id a listing keyed by id alone resumes after (None on the first page)."""
+        if self.cursor is None:
+            return None
+        key = decode_cursor(listing, self.cursor, 1)[0]
+        if not isinstance(key, int):
+            raise ValidationFailed("invalid_cursor")
+        return key
+
+    @property
+    def fetch(self) -> int:
+        """Rows to ask for: one more than the page, to know whether another follows."""
+        return self.limit + 1
+
 
 def page_params(
     limit: Annotated[

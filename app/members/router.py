@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 
 from app.core.auth import CurrentActor
 from app.core.deps import DbSession
-from app.core.pagination import PageParams, build_page, decode_cursor, page_params
+from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID
 from app.members import service
@@ -84,14 +84,14 @@ async def list_members(
     status: MemberStatus | None = None,
     region_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> MemberPage:
-    after_id = decode_cursor("members", paging.cursor, 1)[0] if paging.cursor else None
+    after_id = paging.after_id("members")
     rows = await service.list_members(
         session,
         actor,
         status=status,
         region_id=region_id,
         after_id=after_id,
-        limit=paging.limit + 1,
+        limit=paging.fetch,
     )
     items, next_cursor = build_page(rows, paging.limit, "members", lambda row: [row[0].user_id])
     return MemberPage(items=[member_read(row) for row in items], next_cursor=next_cursor)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from app.core.auth import CurrentActor
 from app.core.deps import DbSession
-from app.core.pagination import PageParams, build_page, decode_cursor, page_params
+from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID
 from app.regions import service
@@ -51,9 +51,9 @@ async def list_regions(
     parent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     kind: RegionKind | None = None,
 ) -> RegionPage:
-    after_id = decode_cursor("regions", paging.cursor, 1)[0] if paging.cursor else None
+    after_id = paging.after_id("regions")
     rows = await service.list_regions(
-        session, parent_id=parent_id, kind=kind, after_id=after_id, limit=paging.limit + 1
+        session, parent_id=parent_id, kind=kind, after_id=after_id, limit=paging.fetch
     )
     items, next_cursor = build_page(rows, paging.limit, "regions", lambda r: [r.id])
     return RegionPage(items=[RegionRead.model_validate(r) for r in items], next_cursor=next_cursor)
@@ -87,9 +87,9 @@ async def grant_organizer(
 async def list_organizers(
     region_id: RegionId, session: DbSession, actor: CurrentActor, paging: Paging
 ) -> OrganizerGrantPage:
-    after_id = decode_cursor("organizers", paging.cursor, 1)[0] if paging.cursor else None
+    after_id = paging.after_id("organizers")
     rows = await service.list_organizers(
-        session, actor, region_id=region_id, after_id=after_id, limit=paging.limit + 1
+        session, actor, region_id=region_id, after_id=after_id, limit=paging.fetch
     )
     items, next_cursor = build_page(rows, paging.limit, "organizers", lambda row: [row[0].id])
     return OrganizerGrantPage(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from app.core.auth import CurrentActor
 from app.core.deps import AuditedReadSession, DbSession
-from app.core.pagination import PageParams, build_page, decode_cursor, page_params
+from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID
 from app.wishes import service
@@ -112,7 +112,7 @@ async def list_wishes(
     region_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     mine: Annotated[bool, Query(description="Only wishes I published or that are for me.")] = False,
 ) -> WishPage:
-    after_id = decode_cursor("wishes", paging.cursor, 1)[0] if paging.cursor else None
+    after_id = paging.after_id("wishes")
     views = await service.list_wishes(
         session,
         actor,
@@ -121,7 +121,7 @@ async def list_wishes(
         region_id=region_id,
         mine=mine,
         after_id=after_id,
-        limit=paging.limit + 1,
+        limit=paging.fetch,
     )
     items, next_cursor = build_page(views, paging.limit, "wishes", lambda v: [v.wish.id])
     return WishPage(items=[wish_read(view) for view in items], next_cursor=next_cursor)

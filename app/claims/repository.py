@@ -14,13 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, exists, insert, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
 from app.claims.models import Claim, ClaimStatus
+from app.core.db import UTCDateTime
 from app.core.pagination import after
 from app.members.models import Member, MemberArea, MemberStatus
 from app.wishes.models import Wish, WishStatus
@@ -33,38 +48,161 @@ class WishLevels:
     ids: tuple[int, ...]
 
 
+# The hot path's statements are built once, on the tables (Core, not the ORM), with bind
+# parameters: building a statement and routing it through the ORM cost more CPU per claim
+# than the SQL itself.
+_wishes = cast(Table, Wish.__table__)
+_members = cast(Table, Member.__table__)
+_claims = cast(Table, Claim.__table__)
+_areas = cast(Table, MemberArea.__table__)
+
+_TAKE_WISH_SLOTS = (
+    update(_wishes)
+    .where(
+        _wishes.c.id == bindparam("wish_id"),
+        _wishes.c.status == WishStatus.open.value,
+        _wishes.c.slots_claimed + bindparam("slots") <= _wishes.c.slots_total,
+        (_wishes.c.deadline.is_(None)) | (_wishes.c.deadline > bindparam("now")),
+        (_wishes.c.resident_id.is_(None)) | (_wishes.c.resident_id != bindparam("claimer_id")),
+    )
+    .values(
+        slots_claimed=_wishes.c.slots_claimed + bindparam("slots"),
+        # SET expressions see the old row: this is "full after this claim".
+        status=case(
+            (
+                _wishes.c.slots_claimed + bindparam("slots") == _wishes.c.slots_total,
+                WishStatus.claimed.value,
+            ),
+            else_=_wishes.c.status,
+        ),
+        version=_wishes.c.version + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        _wishes.c.id,
+        _wishes.c.district_id,
+        _wishes.c.street_id,
+        _wishes.c.community_id,
+        _wishes.c.grid_id,
+    )
+)
+
+_MEMBER_CONDITIONS = (
+    _members.c.user_id == bindparam("member_id"),
+    _members.c.status == MemberStatus.active.value,
+    _members.c.active_claims < _members.c.capacity,
+)
+_TAKE_CAPACITY_ANYWHERE = (
+    update(_members)
+    .where(*_MEMBER_CONDITIONS)
+    .values(active_claims=_members.c.active_claims + 1)
+    .returning(_members.c.user_id)
+)
+_TAKE_CAPACITY_IN_AREA = (
+    update(_members)
+    .where(
+        *_MEMBER_CONDITIONS,
+        exists().where(
+            _areas.c.member_id == bindparam("member_id"),
+            _areas.c.region_id.in_(bindparam("area_ids", expanding=True)),
+        ),
+    )
+    .values(active_claims=_members.c.active_claims + 1)
+    .returning(_members.c.user_id)
+)
+_INSERT_CLAIM = insert(_claims).returning(*_claims.c)
+
+
+@dataclass(frozen=True)
+class ClaimAttempt:
+    """What one claim attempt did: whether the wish took the slots and the member the
+    capacity, and the claim row when both did. A refused attempt must be rolled back by
+    the caller (the wish's slots may have been taken within the transaction)."""
+
+    wish_taken: bool
+    capacity_taken: bool
+    claim: Claim | None
+
+
+def _claim_in_one_statement(anywhere: bool) -> Any:
+    """PostgreSQL: the three steps below as one statement (data-modifying CTEs), one round
+    trip. Same conditions, built from the same expressions; the member step runs only if
+    the wish step took the slots, and the claim is inserted only if both did."""
+    wish = _TAKE_WISH_SLOTS.cte("w")
+    member_conditions = [*_MEMBER_CONDITIONS, exists(select(wish.c.district_id))]
+    if not anywhere:
+        member_conditions.append(
+            exists(
+                select(_areas.c.id)
+                .select_from(_areas.join(wish, true()))
+                .where(
+                    _areas.c.member_id == bindparam("member_id"),
+                    or_(
+                        _areas.c.region_id == wish.c.district_id,
+                        _areas.c.region_id == wish.c.street_id,
+                        _areas.c.region_id == wish.c.community_id,
+                        _areas.c.region_id == wish.c.grid_id,
+                    ),
+                )
+            )
+        )
+    member = (
+        update(_members)
+        .where(*member_conditions)
+        .values(active_claims=_members.c.active_claims + 1)
+        .returning(_members.c.user_id)
+        .cte("m")
+    )
+    claim = (
+        insert(_claims)
+        .from_select(
+            [
+                "wish_id",
+                "member_id",
+                "slots",
+                "status",
+                "source",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+            select(
+                wish.c.id,
+                member.c.user_id,
+                bindparam("slots", type_=Integer()),
+                literal(ClaimStatus.active.value),
+                bindparam("source", type_=String()),
+                bindparam("now", type_=UTCDateTime()),
+                bindparam("now", type_=UTCDateTime()),
+                literal(1),
+            ).select_from(wish.join(member, true())),
+        )
+        .returning(*_claims.c)
+        .cte("c")
+    )
+    anchor_row = select(literal(1).label("one")).subquery("one")
+    return select(
+        select(func.count()).select_from(wish).scalar_subquery().label("wish_taken"),
+        select(func.count()).select_from(member).scalar_subquery().label("capacity_taken"),
+        *claim.c,
+    ).select_from(anchor_row.outerjoin(claim, true()))
+
+
 async def take_wish_slots(
     session: AsyncSession, *, wish_id: int, slots: int, now: datetime, claimer_id: int
 ) -> WishLevels | None:
     """Add ``slots`` to an open wish if they fit; None if they don't (or it isn't open, is
     past its deadline, or is the claimer's own)."""
+    connection = await session.connection()
     row = (
-        await session.execute(
-            update(Wish)
-            .where(
-                Wish.id == wish_id,
-                Wish.status == WishStatus.open.value,
-                Wish.slots_claimed + slots <= Wish.slots_total,
-                (Wish.deadline.is_(None)) | (Wish.deadline > now),
-                (Wish.resident_id.is_(None)) | (Wish.resident_id != claimer_id),
-            )
-            .values(
-                slots_claimed=Wish.slots_claimed + slots,
-                # SET expressions see the old row: this is "full after this claim".
-                status=case(
-                    (Wish.slots_claimed + slots == Wish.slots_total, WishStatus.claimed.value),
-                    else_=Wish.status,
-                ),
-                version=Wish.version + 1,
-                updated_at=now,
-            )
-            .returning(Wish.district_id, Wish.street_id, Wish.community_id, Wish.grid_id)
-            .execution_options(synchronize_session=False)
+        await connection.execute(
+            _TAKE_WISH_SLOTS,
+            {"wish_id": wish_id, "slots": slots, "now": now, "claimer_id": claimer_id},
         )
     ).first()
     if row is None:
         return None
-    return WishLevels(ids=tuple(level for level in row if level is not None))
+    return WishLevels(ids=tuple(level for level in row[1:] if level is not None))
 
 
 async def take_member_capacity(
@@ -72,30 +210,85 @@ async def take_member_capacity(
 ) -> bool:
     """Count one more active claim for an active member under capacity (and, for a direct
     claim, whose area includes one of ``area_ids``)."""
-    conditions = [
-        Member.user_id == member_id,
-        Member.status == MemberStatus.active.value,
-        Member.active_claims < Member.capacity,
-    ]
-    if area_ids is not None:
-        conditions.append(
-            exists().where(MemberArea.member_id == member_id, MemberArea.region_id.in_(area_ids))
+    connection = await session.connection()
+    if area_ids is None:
+        result = await connection.execute(_TAKE_CAPACITY_ANYWHERE, {"member_id": member_id})
+    else:
+        result = await connection.execute(
+            _TAKE_CAPACITY_IN_AREA, {"member_id": member_id, "area_ids": list(area_ids)}
         )
-    taken = await session.scalar(
-        update(Member)
-        .where(*conditions)
-        .values(active_claims=Member.active_claims + 1)
-        .returning(Member.user_id)
-        .execution_options(synchronize_session=False)
-    )
-    return taken is not None
+    return result.first() is not None
 
 
 async def insert_claim(session: AsyncSession, values: dict[str, Any]) -> Claim:
-    """Raises IntegrityError when a live claim for (wish, member) exists."""
-    claim: Claim | None = await session.scalar(insert(Claim).values(**values).returning(Claim))
-    assert claim is not None
-    return claim
+    """Raises IntegrityError when a live claim for (wish, member) exists. Returns a detached
+    ``Claim`` carrying the inserted row, for the response."""
+    connection = await session.connection()
+    row = (await connection.execute(_INSERT_CLAIM, values)).one()
+    return Claim(**row._asdict())
+
+
+_CLAIM_ANYWHERE = _claim_in_one_statement(anywhere=True)
+_CLAIM_IN_AREA = _claim_in_one_statement(anywhere=False)
+_CLAIM_COLUMNS = tuple(column.name for column in _claims.c)
+
+
+async def attempt_claim(
+    session: AsyncSession,
+    *,
+    wish_id: int,
+    member_id: int,
+    slots: int,
+    source: str,
+    now: datetime,
+    anywhere: bool,
+) -> ClaimAttempt:
+    """Take slots, capacity, and insert the claim; raises IntegrityError when the member
+    already holds a live claim on the wish. One statement on PostgreSQL; on SQLite, where
+    writers are serialized anyway, the same three steps one after another."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        row = (
+            await connection.execute(
+                _CLAIM_ANYWHERE if anywhere else _CLAIM_IN_AREA,
+                {
+                    "wish_id": wish_id,
+                    "member_id": member_id,
+                    "claimer_id": member_id,
+                    "slots": slots,
+                    "source": source,
+                    "now": now,
+                },
+            )
+        ).one()
+        claim = None
+        if row.id is not None:
+            claim = Claim(**{name: getattr(row, name) for name in _CLAIM_COLUMNS})
+        return ClaimAttempt(bool(row.wish_taken), bool(row.capacity_taken), claim)
+
+    levels = await take_wish_slots(
+        session, wish_id=wish_id, slots=slots, now=now, claimer_id=member_id
+    )
+    if levels is None:
+        return ClaimAttempt(wish_taken=False, capacity_taken=False, claim=None)
+    if not await take_member_capacity(
+        session, member_id=member_id, area_ids=None if anywhere else levels.ids
+    ):
+        return ClaimAttempt(wish_taken=True, capacity_taken=False, claim=None)
+    claim = await insert_claim(
+        session,
+        {
+            "wish_id": wish_id,
+            "member_id": member_id,
+            "slots": slots,
+            "status": ClaimStatus.active.value,
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        },
+    )
+    return ClaimAttempt(wish_taken=True, capacity_taken=True, claim=claim)
 
 
 async def lock_wish(session: AsyncSession, wish_id: int) -> Wish | None:

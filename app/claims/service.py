@@ -31,35 +31,39 @@ async def claim_wish(
     district_wide: bool = False,
     source: ClaimSource = ClaimSource.direct,
 ) -> Claim:
-    """The hot path: three conditional statements, each of which either takes what it
-    needs or changes nothing; any refusal rolls the whole transaction back."""
+    """The hot path: conditional statements that each take what they need or change
+    nothing (one round trip on PostgreSQL); any refusal is explained and rolls the whole
+    transaction back."""
     now = utcnow()
-    levels = await repository.take_wish_slots(
-        session, wish_id=wish_id, slots=slots, now=now, claimer_id=actor.user_id
-    )
-    if levels is None:
-        await _explain_wish_refusal(session, actor, wish_id=wish_id, slots=slots, now=now)
-    assert levels is not None
-    area_ids = None if district_wide else levels.ids
-    if not await repository.take_member_capacity(
-        session, member_id=actor.user_id, area_ids=area_ids
-    ):
-        await _explain_member_refusal(session, actor, area_ids=area_ids)
     try:
-        return await repository.insert_claim(
+        attempt = await repository.attempt_claim(
             session,
-            {
-                "wish_id": wish_id,
-                "member_id": actor.user_id,
-                "slots": slots,
-                "status": ClaimStatus.active.value,
-                "source": source.value,
-                "created_at": now,
-                "updated_at": now,
-            },
+            wish_id=wish_id,
+            member_id=actor.user_id,
+            slots=slots,
+            source=source.value,
+            now=now,
+            anywhere=district_wide,
         )
     except IntegrityError as exc:  # the partial unique index on live (wish, member) claims
         raise Conflict("already_claimed") from exc
+    if attempt.claim is not None:
+        return attempt.claim
+    if not attempt.wish_taken:
+        await _explain_wish_refusal(session, actor, wish_id=wish_id, slots=slots, now=now)
+    wish = await wishes_repository.get(session, wish_id)
+    assert wish is not None
+    area_ids = (
+        None
+        if district_wide
+        else [
+            level
+            for level in (wish.district_id, wish.street_id, wish.community_id, wish.grid_id)
+            if level is not None
+        ]
+    )
+    await _explain_member_refusal(session, actor, area_ids=area_ids)
+    raise AssertionError("unreachable: a refusal always raises")
 
 
 async def _explain_wish_refusal(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -140,6 +140,11 @@ class Database:
                 self.read_sessions if not write else self.write_sessions
             ) as session:
                 yield session
+
+    async def ping(self) -> None:
+        """Raises unless the database answers a trivial query."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -17,7 +17,8 @@ DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 AuditedReadSession = Annotated[AsyncSession, Depends(get_write_session, scope="function")]
 
 
-def get_settings_from_app(request: Request) -> Settings:
+async def get_settings_from_app(request: Request) -> Settings:
+    # async: a plain def dependency would run in the threadpool on every request.
     settings: Settings = request.app.state.settings
     return settings
 

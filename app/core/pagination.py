@@ -51,7 +51,7 @@ class PageParams:
         return self.limit + 1
 
 
-def page_params(
+async def page_params(  # async: no threadpool hop per request
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, 1–{MAX_LIMIT}.")
     ] = DEFAULT_LIMIT,

@@ -5,7 +5,6 @@ from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from sqlalchemy import text
 from starlette.requests import Request
 
 from app.core.db import Database
@@ -31,8 +30,7 @@ async def health(request: Request) -> Health:
     database: Database = request.app.state.database
     try:
         async with asyncio.timeout(HEALTH_DB_TIMEOUT_SECONDS):
-            async with database.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await database.ping()
     except Exception as exc:  # whatever the cause, the database does not answer
         raise ServiceUnavailable(headers={"Retry-After": "5"}) from exc
     return Health(status="ok", database="sqlite" if database.is_sqlite else "postgresql")

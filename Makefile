@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format openapi migrate seed bench-claims clean
+.PHONY: run test lint format openapi migrate seed bench-claims bench-matching clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "microwish needs Python 3.11 or newer")'
@@ -45,6 +45,13 @@ migrate: $(VENV)/.installed
 
 seed: $(VENV)/.installed
 	$(BIN)/microwish seed-demo
+
+## Benchmarks (print tables; see README "Performance").
+bench-claims: $(VENV)/.installed
+	$(BIN)/python bench/claims.py
+
+bench-matching: $(VENV)/.installed
+	$(BIN)/python bench/matching.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -145,7 +145,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("database unavailable: %s", type(exc).__name__)
+    # The driver's own message ("database is locked", "connection refused"), never the
+    # statement's parameters, which may hold personal data.
+    original = getattr(exc, "orig", None)
+    logger.error(
+        "database unavailable: %s: %s", type(original or exc).__name__, str(original or "")[:200]
+    )
     return problem_response(
         request, status=503, code="service_unavailable", headers={"Retry-After": "5"}
     )

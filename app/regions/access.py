@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import User
 from app.core.actor import Actor
 from app.core.errors import Forbidden, NotFound, Unauthorized
 from app.regions import repository
@@ -58,15 +56,13 @@ async def scope_of(session: AsyncSession, actor: Actor) -> Scope:
     cached = actor.cache.get(_SCOPE_KEY)
     if isinstance(cached, Scope):
         return cached
-    is_admin = await session.scalar(select(User.is_admin).where(User.id == actor.user_id))
-    if is_admin is None:
+    found = await repository.admin_flag_and_grants(session, actor.user_id)
+    if found is None:
         # A valid token for a user that no longer exists.
         raise Unauthorized()
-    grants = tuple(
-        Grant(region_id=region.id, kind=region.kind)
-        for _grant, region in await repository.grants_with_regions(session, actor.user_id)
-    )
-    scope = Scope(user_id=actor.user_id, is_admin=bool(is_admin), grants=grants)
+    is_admin, granted = found
+    grants = tuple(Grant(region_id=region_id, kind=kind) for region_id, kind in granted)
+    scope = Scope(user_id=actor.user_id, is_admin=is_admin, grants=grants)
     actor.cache[_SCOPE_KEY] = scope
     return scope
 

@@ -76,3 +76,24 @@ async def list_grants_of_region(
         query = query.where(after([OrganizerGrant.id], [after_id]))
     rows = await session.execute(query.order_by(OrganizerGrant.id).limit(limit))
     return [(grant, user) for grant, user in rows.all()]
+
+
+async def admin_flag_and_grants(
+    session: AsyncSession, user_id: int
+) -> tuple[bool, list[tuple[int, str]]] | None:
+    """The user's admin flag and granted (region id, kind) pairs in one query; None when
+    the user does not exist."""
+    rows = (
+        await session.execute(
+            select(User.is_admin, Region.id, Region.kind)
+            .select_from(User)
+            .outerjoin(OrganizerGrant, OrganizerGrant.user_id == User.id)
+            .outerjoin(Region, Region.id == OrganizerGrant.region_id)
+            .where(User.id == user_id)
+            .order_by(OrganizerGrant.id)
+        )
+    ).all()
+    if not rows:
+        return None
+    grants = [(region_id, kind) for _admin, region_id, kind in rows if region_id is not None]
+    return bool(rows[0][0]), grants

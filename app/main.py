@@ -22,6 +22,7 @@ from app.core.db import create_database
 from app.core.problem_docs import router as problem_docs_router
 from app.core.problems import document_problems, install_problem_handlers
 from app.health.router import router as health_router
+from app.matching.router import router as matching_router
 from app.members.router import router as members_router
 from app.models import import_all_models
 from app.regions.router import router as regions_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         members_router,
         wishes_router,
         claims_router,
+        matching_router,
         problem_docs_router,
     ):
         app.include_router(router)

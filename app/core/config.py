@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     # (the district's practice; other communities' wishes go through claim events),
     # "district" = anywhere in the district.
     direct_claim_scope: Literal["area", "district"] = "area"
+    # Matching: the weight of each score component (see app/matching/engine.py and README),
+    # and how many best candidates per wish a batch run considers.
+    match_weight_category: float = Field(default=0.30, ge=0, le=1)
+    match_weight_text: float = Field(default=0.15, ge=0, le=1)
+    match_weight_locality: float = Field(default=0.25, ge=0, le=1)
+    match_weight_capacity: float = Field(default=0.10, ge=0, le=1)
+    match_weight_urgency: float = Field(default=0.10, ge=0, le=1)
+    match_weight_fairness: float = Field(default=0.10, ge=0, le=1)
+    match_candidates_per_wish: int = Field(default=20, ge=1, le=200)
     # How often the in-app clock expires overdue wishes (and, later, events and claims).
     clock_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
 

@@ -55,6 +55,10 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "wish": {"zh-CN": "心愿", "en": "wish"},
     "claim": {"zh-CN": "认领", "en": "claim"},
     "member": {"zh-CN": "成员资料", "en": "member profile"},
+    "matching_run": {"zh-CN": "匹配批次", "en": "matching run"},
+    "computed": {"zh-CN": "已计算", "en": "computed"},
+    "applied": {"zh-CN": "已应用", "en": "applied"},
+    "apply": {"zh-CN": "应用", "en": "apply"},
     # states
     "pending_review": {"zh-CN": "待审核", "en": "pending review"},
     "open": {"zh-CN": "可认领", "en": "open"},
@@ -240,6 +244,13 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
     "own_wish": {
         "zh-CN": ("不能认领自己的心愿", "这是您自己发布的心愿。"),
         "en": ("Your own wish", "You cannot claim a wish made for you."),
+    },
+    "wishes_not_matchable": {
+        "zh-CN": ("心愿不可匹配", "这些心愿不在该区域内、未开放或已满：{wish_ids}。"),
+        "en": (
+            "Wishes not matchable",
+            "These wishes are not open with free slots in the region: {wish_ids}.",
+        ),
     },
     "rate_limited": {
         "zh-CN": ("请求过于频繁", "请求过于频繁，请稍后再试。"),

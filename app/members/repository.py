@@ -134,3 +134,9 @@ async def existing_region_ids(session: AsyncSession, region_ids: Iterable[int]) 
     if not wanted:
         return set()
     return set(await session.scalars(select(Region.id).where(Region.id.in_(wanted))))
+
+
+async def area_region_ids(session: AsyncSession, member_id: int) -> set[int]:
+    return set(
+        await session.scalars(select(MemberArea.region_id).where(MemberArea.member_id == member_id))
+    )

@@ -156,6 +156,8 @@ def create_database(settings: Settings) -> Database:
         ensure_sqlite_directory(url)
         engine = create_async_engine(
             url,
+            # Parameters hold phone numbers and addresses: never put them in logs or errors.
+            hide_parameters=True,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
@@ -165,6 +167,8 @@ def create_database(settings: Settings) -> Database:
     else:
         engine = create_async_engine(
             url,
+            # Parameters hold phone numbers and addresses: never put them in logs or errors.
+            hide_parameters=True,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_pre_ping=False,

@@ -99,6 +99,13 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
         "zh-CN": ("输入校验失败", "请求中有字段不符合要求，详见 errors。"),
         "en": ("Validation failed", "Some fields of the request are invalid; see errors."),
     },
+    "unstorable_text": {
+        "zh-CN": ("文本包含无效字符", "输入中含有无法保存的字符（例如 NUL），请删除后重试。"),
+        "en": (
+            "Text cannot be stored",
+            "The input contains characters that cannot be stored (such as NUL).",
+        ),
+    },
     "invalid_cursor": {
         "zh-CN": ("分页游标无效", "cursor 参数无法识别，请从第一页重新获取。"),
         "en": ("Invalid cursor", "The cursor is not recognised; start again from page one."),

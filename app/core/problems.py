@@ -156,6 +156,19 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+# PostgreSQL refuses text it cannot store (a NUL character, invalid encoding): that is bad
+# input, not a server fault. SQLite stores such text as given.
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    original = getattr(exc, "orig", None)
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if state in _UNSTORABLE_TEXT:
+        return problem_response(request, status=422, code="unstorable_text")
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, status=500, code="internal_error")
@@ -166,7 +179,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(DBAPIError, _unexpected_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, false, insert, or_, select, update
@@ -22,6 +23,8 @@ async def get_with_name(session: AsyncSession, user_id: int) -> tuple[Member, st
             select(Member, User.display_name)
             .join(User, User.id == Member.user_id)
             .where(Member.user_id == user_id)
+            # Conditional UPDATEs bypass the identity map: read the row as it is now.
+            .execution_options(populate_existing=True)
         )
     ).first()
     return (row[0], row[1]) if row else None
@@ -43,6 +46,18 @@ async def transition(
         .execution_options(synchronize_session=False)
     )
     return changed is not None
+
+
+async def set_capacity(
+    session: AsyncSession, user_id: int, *, capacity: int, now: datetime
+) -> None:
+    """Only the limit changes: claims already held stay, even above a lowered capacity."""
+    await session.execute(
+        update(Member)
+        .where(Member.user_id == user_id)
+        .values(capacity=capacity, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def list_in_regions(

@@ -95,10 +95,10 @@ async def _review(
             "updated_at": now,
         },
     )
-    await session.refresh(member)
+    current = await _load(session, user_id)
     if not changed:
-        raise InvalidState(resource="member", current_state=member.status, action=action)
-    return await _load(session, user_id)
+        raise InvalidState(resource="member", current_state=current[0].status, action=action)
+    return current
 
 
 async def approve(session: AsyncSession, actor: Actor, *, user_id: int) -> tuple[Member, str]:
@@ -130,13 +130,7 @@ async def set_capacity(
 ) -> tuple[Member, str]:
     member, _ = await _load(session, user_id)
     await _require_scope_over_member(session, actor, member)
-    await repository.transition(
-        session,
-        user_id,
-        from_statuses=[status.value for status in MemberStatus],
-        values={"capacity": capacity, "updated_at": utcnow()},
-    )
-    await session.refresh(member)
+    await repository.set_capacity(session, user_id, capacity=capacity, now=utcnow())
     return await _load(session, user_id)
 
 

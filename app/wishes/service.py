@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
@@ -240,14 +241,14 @@ async def _transition(
     from_statuses: Sequence[str],
     values: dict[str, object],
     action: str,
-    extra_conditions: Sequence[object] = (),
+    extra_conditions: Sequence[ColumnElement[bool]] = (),
 ) -> WishView:
     changed = await repository.transition(
         session,
         wish.id,
         from_statuses=from_statuses,
         values=values,
-        extra_conditions=extra_conditions,  # type: ignore[arg-type]
+        extra_conditions=extra_conditions,
     )
     current = await repository.get(session, wish.id)
     assert current is not None

@@ -16,11 +16,16 @@ from fastapi.routing import APIRoute
 from app.accounts.router import router as accounts_router
 from app.categories.router import router as categories_router
 from app.claims.router import router as claims_router
-from app.core.clock import Job, run_clock
+from app.core.clock import Job, run_clock, run_periodic
 from app.core.config import Settings, get_settings
 from app.core.db import create_database
 from app.core.problem_docs import router as problem_docs_router
 from app.core.problems import document_problems, install_problem_handlers
+from app.core.ratelimit import RateLimits
+from app.events import service as events_service
+from app.events.live import LiveFeeds
+from app.events.router import board_router as events_board_router
+from app.events.router import router as events_router
 from app.health.router import router as health_router
 from app.matching.router import router as matching_router
 from app.members.router import router as members_router
@@ -57,15 +62,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = create_database(settings)
         app.state.database = database
-        clock = asyncio.create_task(
-            run_clock(database, CLOCK_JOBS, settings.clock_interval_seconds), name="clock"
-        )
+        app.state.live_feeds = LiveFeeds(database, settings)
+        clocks = [
+            asyncio.create_task(
+                run_clock(database, CLOCK_JOBS, settings.clock_interval_seconds), name="clock"
+            ),
+            # Events open and close on the second: a cheap read each tick, a write only
+            # when one is due (and a restarted server catches up on its first tick).
+            asyncio.create_task(
+                run_periodic(
+                    events_service.catch_up_all, database, settings.event_clock_interval_seconds
+                ),
+                name="event-clock",
+            ),
+        ]
         try:
             yield
         finally:
-            clock.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await clock
+            for clock in clocks:
+                clock.cancel()
+            for clock in clocks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await clock
+            await app.state.live_feeds.close()
             await database.dispose()
 
     app = FastAPI(
@@ -76,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
+    app.state.rate_limits = RateLimits(settings)
     install_problem_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -94,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wishes_router,
         claims_router,
         matching_router,
+        events_router,
+        events_board_router,
         problem_docs_router,
     ):
         app.include_router(router)

@@ -7,6 +7,7 @@ def import_all_models() -> None:
     import app.accounts.models
     import app.categories.models
     import app.claims.models
+    import app.events.models
     import app.matching.models
     import app.members.models
     import app.regions.models

@@ -66,3 +66,49 @@ async def violations(
     finally:
         await engine.dispose()
     return found
+
+
+EVENT_CHECKS = {
+    "a member's quota count equals their live claims in the event": """
+        SELECT p.event_id, p.member_id FROM claim_event_participants p
+        LEFT JOIN (SELECT event_id, member_id, COUNT(*) AS n FROM claims
+                   WHERE event_id IS NOT NULL AND status IN ('active', 'fulfilled')
+                   GROUP BY event_id, member_id) c
+          ON c.event_id = p.event_id AND c.member_id = p.member_id
+        WHERE p.claims <> COALESCE(c.n, 0)
+    """,
+    "no member holds more live claims in an event than its quota": """
+        SELECT c.event_id, c.member_id FROM claims c JOIN claim_events e ON e.id = c.event_id
+        WHERE c.status IN ('active', 'fulfilled')
+        GROUP BY c.event_id, c.member_id, e.per_member_quota
+        HAVING COUNT(*) > e.per_member_quota
+    """,
+    "only wishes of live events are pooled": """
+        SELECT w.id FROM wishes w JOIN claim_events e ON e.id = w.event_id
+        WHERE e.status <> 'live'
+    """,
+    "event claims only on wishes pooled in that event": """
+        SELECT c.id FROM claims c
+        LEFT JOIN claim_event_wishes p ON p.event_id = c.event_id AND p.wish_id = c.wish_id
+            AND p.state IN ('pooled', 'returned')
+        WHERE c.event_id IS NOT NULL AND (p.wish_id IS NULL OR c.source <> 'event')
+    """,
+    "a closed event's pooled wishes are all back home": """
+        SELECT p.wish_id FROM claim_event_wishes p JOIN claim_events e ON e.id = p.event_id
+        WHERE e.status = 'closed' AND p.state = 'pooled'
+    """,
+}
+
+
+async def event_violations(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    engine = create_async_engine(normalize_database_url(database_url))
+    found: dict[str, list[tuple[object, ...]]] = {}
+    try:
+        async with engine.connect() as connection:
+            for name, query in EVENT_CHECKS.items():
+                rows = (await connection.execute(text(query))).all()
+                if rows:
+                    found[name] = [tuple(row) for row in rows[:10]]
+    finally:
+        await engine.dispose()
+    return found

@@ -45,6 +45,7 @@ class Claim(Base):
         ),
         Index("ix_claims_member_id_id", "member_id", "id"),
         Index("ix_claims_wish_id_status", "wish_id", "status"),
+        Index("ix_claims_event_id_id", "event_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -60,4 +61,6 @@ class Claim(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(NOTE_MAX))
     ended_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The claim event it was made in (rush or allocation), else NULL.
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("claim_events.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))

@@ -11,12 +11,14 @@ one of them, so concurrent claims, withdrawals and fulfilments queue instead of 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Integer,
     String,
     Table,
@@ -31,12 +33,15 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
 from app.claims.models import Claim, ClaimStatus
 from app.core.db import UTCDateTime
 from app.core.pagination import after
+from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
 from app.wishes.models import Wish, WishStatus
 
@@ -55,37 +60,70 @@ _wishes = cast(Table, Wish.__table__)
 _members = cast(Table, Member.__table__)
 _claims = cast(Table, Claim.__table__)
 _areas = cast(Table, MemberArea.__table__)
+_events = cast(Table, ClaimEvent.__table__)
+_participants = cast(Table, ClaimEventParticipant.__table__)
 
-_TAKE_WISH_SLOTS = (
-    update(_wishes)
-    .where(
+
+class EventClaim(enum.StrEnum):
+    """Which claims a statement makes: ``direct`` (and match) claims only on wishes in no
+    live event; ``rush`` claims only on wishes pooled in that event, while it is live and
+    in rush mode, within the member's quota; ``allocation`` claims are made by the closing
+    transaction (which holds the event) on wishes still pooled in it, within the quota."""
+
+    direct = "direct"
+    rush = "rush"
+    allocation = "allocation"
+
+
+def _take_wish_slots(kind: EventClaim) -> Any:
+    conditions = [
         _wishes.c.id == bindparam("wish_id"),
         _wishes.c.status == WishStatus.open.value,
         _wishes.c.slots_claimed + bindparam("slots") <= _wishes.c.slots_total,
         (_wishes.c.deadline.is_(None)) | (_wishes.c.deadline > bindparam("now")),
         (_wishes.c.resident_id.is_(None)) | (_wishes.c.resident_id != bindparam("claimer_id")),
-    )
-    .values(
-        slots_claimed=_wishes.c.slots_claimed + bindparam("slots"),
-        # SET expressions see the old row: this is "full after this claim".
-        status=case(
-            (
-                _wishes.c.slots_claimed + bindparam("slots") == _wishes.c.slots_total,
-                WishStatus.claimed.value,
+    ]
+    if kind is EventClaim.direct:
+        # A wish pooled in a live event is claimable only through that event.
+        conditions.append(_wishes.c.event_id.is_(None))
+    else:
+        conditions.append(_wishes.c.event_id == bindparam("pool_event_id"))
+    if kind is EventClaim.rush:
+        conditions.append(
+            exists().where(
+                _events.c.id == bindparam("pool_event_id"),
+                _events.c.status == "live",
+                _events.c.mode == "rush",
+                (_events.c.ends_at.is_(None)) | (_events.c.ends_at > bindparam("now")),
+            )
+        )
+    return (
+        update(_wishes)
+        .where(*conditions)
+        .values(
+            slots_claimed=_wishes.c.slots_claimed + bindparam("slots"),
+            # SET expressions see the old row: this is "full after this claim".
+            status=case(
+                (
+                    _wishes.c.slots_claimed + bindparam("slots") == _wishes.c.slots_total,
+                    WishStatus.claimed.value,
+                ),
+                else_=_wishes.c.status,
             ),
-            else_=_wishes.c.status,
-        ),
-        version=_wishes.c.version + 1,
-        updated_at=bindparam("now"),
+            version=_wishes.c.version + 1,
+            updated_at=bindparam("now"),
+        )
+        .returning(
+            _wishes.c.id,
+            _wishes.c.district_id,
+            _wishes.c.street_id,
+            _wishes.c.community_id,
+            _wishes.c.grid_id,
+        )
     )
-    .returning(
-        _wishes.c.id,
-        _wishes.c.district_id,
-        _wishes.c.street_id,
-        _wishes.c.community_id,
-        _wishes.c.grid_id,
-    )
-)
+
+
+_TAKE_WISH_SLOTS = {kind: _take_wish_slots(kind) for kind in EventClaim}
 
 _MEMBER_CONDITIONS = (
     _members.c.user_id == bindparam("member_id"),
@@ -111,24 +149,52 @@ _TAKE_CAPACITY_IN_AREA = (
     .returning(_members.c.user_id)
 )
 _INSERT_CLAIM = insert(_claims).returning(*_claims.c)
+_EVENT_QUOTA = (
+    select(_events.c.per_member_quota)
+    .where(_events.c.id == bindparam("pool_event_id"))
+    .scalar_subquery()
+)
+
+
+def _take_quota(dialect_insert: Any, member_ids: Any) -> Any:
+    """Count one more live event claim for the member, only while under the event's quota
+    (invariant 4): an upsert whose DO UPDATE has the quota as its WHERE, so it returns no
+    row when the member is at the quota."""
+    statement = dialect_insert(_participants).from_select(
+        ["event_id", "member_id", "claims"],
+        select(bindparam("pool_event_id", type_=BigInteger()), member_ids, literal(1)),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[_participants.c.event_id, _participants.c.member_id],
+        set_={"claims": _participants.c.claims + 1},
+        where=_participants.c.claims < _EVENT_QUOTA,
+    ).returning(_participants.c.member_id)
+
+
+_TAKE_QUOTA_SQLITE = _take_quota(
+    sqlite_insert, select(bindparam("member_id", type_=BigInteger())).scalar_subquery()
+)
 
 
 @dataclass(frozen=True)
 class ClaimAttempt:
-    """What one claim attempt did: whether the wish took the slots and the member the
-    capacity, and the claim row when both did. A refused attempt must be rolled back by
-    the caller (the wish's slots may have been taken within the transaction)."""
+    """What one claim attempt did: whether the wish took the slots, the member the capacity
+    and (for an event claim) the member's quota, and the claim row when all did. A refused
+    attempt must be rolled back by the caller (the wish's slots may have been taken within
+    the transaction)."""
 
     wish_taken: bool
     capacity_taken: bool
     claim: Claim | None
+    quota_taken: bool = True
 
 
-def _claim_in_one_statement(anywhere: bool) -> Any:
-    """PostgreSQL: the three steps below as one statement (data-modifying CTEs), one round
-    trip. Same conditions, built from the same expressions; the member step runs only if
-    the wish step took the slots, and the claim is inserted only if both did."""
-    wish = _TAKE_WISH_SLOTS.cte("w")
+def _claim_in_one_statement(anywhere: bool, kind: EventClaim = EventClaim.direct) -> Any:
+    """PostgreSQL: the steps below as one statement (data-modifying CTEs), one round trip.
+    Same conditions, built from the same expressions; each step runs only if the one before
+    it took what it needed, and the claim is inserted only if all did. Lock order: wish,
+    member, quota row, then the new claim."""
+    wish = _take_wish_slots(kind).cte("w")
     member_conditions = [*_MEMBER_CONDITIONS, exists(select(wish.c.district_id))]
     if not anywhere:
         member_conditions.append(
@@ -153,6 +219,11 @@ def _claim_in_one_statement(anywhere: bool) -> Any:
         .returning(_members.c.user_id)
         .cte("m")
     )
+    takers = wish.join(member, true())
+    quota = None
+    if kind is not EventClaim.direct:
+        quota = _take_quota(pg_insert, member.c.user_id).cte("q")
+        takers = takers.join(quota, true())
     claim = (
         insert(_claims)
         .from_select(
@@ -162,6 +233,7 @@ def _claim_in_one_statement(anywhere: bool) -> Any:
                 "slots",
                 "status",
                 "source",
+                "event_id",
                 "created_at",
                 "updated_at",
                 "version",
@@ -172,32 +244,53 @@ def _claim_in_one_statement(anywhere: bool) -> Any:
                 bindparam("slots", type_=Integer()),
                 literal(ClaimStatus.active.value),
                 bindparam("source", type_=String()),
+                bindparam("pool_event_id", type_=BigInteger()),
                 bindparam("now", type_=UTCDateTime()),
                 bindparam("now", type_=UTCDateTime()),
                 literal(1),
-            ).select_from(wish.join(member, true())),
+            ).select_from(takers),
         )
         .returning(*_claims.c)
         .cte("c")
     )
     anchor_row = select(literal(1).label("one")).subquery("one")
+    quota_taken = (
+        select(func.count()).select_from(quota).scalar_subquery()
+        if quota is not None
+        else literal(1)
+    )
     return select(
         select(func.count()).select_from(wish).scalar_subquery().label("wish_taken"),
         select(func.count()).select_from(member).scalar_subquery().label("capacity_taken"),
+        quota_taken.label("quota_taken"),
         *claim.c,
     ).select_from(anchor_row.outerjoin(claim, true()))
 
 
 async def take_wish_slots(
-    session: AsyncSession, *, wish_id: int, slots: int, now: datetime, claimer_id: int
+    session: AsyncSession,
+    *,
+    wish_id: int,
+    slots: int,
+    now: datetime,
+    claimer_id: int,
+    kind: EventClaim = EventClaim.direct,
+    event_id: int | None = None,
 ) -> WishLevels | None:
     """Add ``slots`` to an open wish if they fit; None if they don't (or it isn't open, is
-    past its deadline, or is the claimer's own)."""
+    past its deadline, is the claimer's own, or is not claimable this way: see
+    ``EventClaim``)."""
     connection = await session.connection()
     row = (
         await connection.execute(
-            _TAKE_WISH_SLOTS,
-            {"wish_id": wish_id, "slots": slots, "now": now, "claimer_id": claimer_id},
+            _TAKE_WISH_SLOTS[kind],
+            {
+                "wish_id": wish_id,
+                "slots": slots,
+                "now": now,
+                "claimer_id": claimer_id,
+                "pool_event_id": event_id,
+            },
         )
     ).first()
     if row is None:
@@ -228,8 +321,14 @@ async def insert_claim(session: AsyncSession, values: dict[str, Any]) -> Claim:
     return Claim(**row._asdict())
 
 
-_CLAIM_ANYWHERE = _claim_in_one_statement(anywhere=True)
-_CLAIM_IN_AREA = _claim_in_one_statement(anywhere=False)
+_CLAIM_STATEMENTS = {
+    (EventClaim.direct, True): _claim_in_one_statement(anywhere=True),
+    (EventClaim.direct, False): _claim_in_one_statement(anywhere=False),
+    (EventClaim.rush, True): _claim_in_one_statement(anywhere=True, kind=EventClaim.rush),
+    (EventClaim.allocation, True): _claim_in_one_statement(
+        anywhere=True, kind=EventClaim.allocation
+    ),
+}
 _CLAIM_COLUMNS = tuple(column.name for column in _claims.c)
 
 
@@ -242,15 +341,20 @@ async def attempt_claim(
     source: str,
     now: datetime,
     anywhere: bool,
+    kind: EventClaim = EventClaim.direct,
+    event_id: int | None = None,
 ) -> ClaimAttempt:
-    """Take slots, capacity, and insert the claim; raises IntegrityError when the member
-    already holds a live claim on the wish. One statement on PostgreSQL; on SQLite, where
-    writers are serialized anyway, the same three steps one after another."""
+    """Take slots, capacity, the event quota (event claims), and insert the claim; raises
+    IntegrityError when the member already holds a live claim on the wish. One statement on
+    PostgreSQL; on SQLite, where writers are serialized anyway, the same steps one after
+    another. Event claims are claims from anywhere."""
     connection = await session.connection()
+    if kind is not EventClaim.direct:
+        anywhere = True
     if connection.dialect.name == "postgresql":
         row = (
             await connection.execute(
-                _CLAIM_ANYWHERE if anywhere else _CLAIM_IN_AREA,
+                _CLAIM_STATEMENTS[(kind, anywhere)],
                 {
                     "wish_id": wish_id,
                     "member_id": member_id,
@@ -258,16 +362,25 @@ async def attempt_claim(
                     "slots": slots,
                     "source": source,
                     "now": now,
+                    "pool_event_id": event_id,
                 },
             )
         ).one()
         claim = None
         if row.id is not None:
             claim = Claim(**{name: getattr(row, name) for name in _CLAIM_COLUMNS})
-        return ClaimAttempt(bool(row.wish_taken), bool(row.capacity_taken), claim)
+        return ClaimAttempt(
+            bool(row.wish_taken), bool(row.capacity_taken), claim, bool(row.quota_taken)
+        )
 
     levels = await take_wish_slots(
-        session, wish_id=wish_id, slots=slots, now=now, claimer_id=member_id
+        session,
+        wish_id=wish_id,
+        slots=slots,
+        now=now,
+        claimer_id=member_id,
+        kind=kind,
+        event_id=event_id,
     )
     if levels is None:
         return ClaimAttempt(wish_taken=False, capacity_taken=False, claim=None)
@@ -275,6 +388,12 @@ async def attempt_claim(
         session, member_id=member_id, area_ids=None if anywhere else levels.ids
     ):
         return ClaimAttempt(wish_taken=True, capacity_taken=False, claim=None)
+    if kind is not EventClaim.direct:
+        quota = await connection.execute(
+            _TAKE_QUOTA_SQLITE, {"pool_event_id": event_id, "member_id": member_id}
+        )
+        if quota.first() is None:
+            return ClaimAttempt(wish_taken=True, capacity_taken=True, claim=None, quota_taken=False)
     claim = await insert_claim(
         session,
         {
@@ -283,12 +402,22 @@ async def attempt_claim(
             "slots": slots,
             "status": ClaimStatus.active.value,
             "source": source,
+            "event_id": event_id,
             "created_at": now,
             "updated_at": now,
             "version": 1,
         },
     )
     return ClaimAttempt(wish_taken=True, capacity_taken=True, claim=claim)
+
+
+async def return_event_quota(session: AsyncSession, *, event_id: int, member_id: int) -> None:
+    """A withdrawn or revoked event claim gives its quota back (locked after the member)."""
+    await session.execute(
+        update(_participants)
+        .where(_participants.c.event_id == event_id, _participants.c.member_id == member_id)
+        .values(claims=_participants.c.claims - 1)
+    )
 
 
 async def lock_wish(session: AsyncSession, wish_id: int) -> Wish | None:

@@ -32,6 +32,7 @@ def claim_read(
         slots=claim.slots,
         status=ClaimStatus(claim.status),
         source=ClaimSource(claim.source),
+        event_id=claim.event_id,
         created_at=claim.created_at,
         updated_at=claim.updated_at,
         fulfilled_at=claim.fulfilled_at,

@@ -51,6 +51,7 @@ class ClaimRead(BaseModel):
     slots: int
     status: ClaimStatus
     source: ClaimSource
+    event_id: Id | None = Field(default=None, description="The claim event it was made in.")
     created_at: datetime
     updated_at: datetime
     fulfilled_at: datetime | None

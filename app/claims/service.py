@@ -3,7 +3,7 @@ statements in ``repository``; this module orders them and explains refusals."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -11,14 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.claims import repository
 from app.claims.models import Claim, ClaimSource, ClaimStatus
+from app.claims.repository import EventClaim
 from app.core.actor import Actor
 from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, InvalidState, NotFound
+from app.events.models import ClaimEvent
 from app.members import repository as members_repository
 from app.members.models import MemberStatus
 from app.regions.access import scope_of
 from app.wishes import repository as wishes_repository
-from app.wishes.models import NEVER_PUBLISHED, Wish, WishStatus
+from app.wishes.models import LIVE_STATUSES, NEVER_PUBLISHED, Wish, WishStatus
 from app.wishes.service import is_owner, may_see
 
 
@@ -30,10 +32,15 @@ async def claim_wish(
     slots: int,
     district_wide: bool = False,
     source: ClaimSource = ClaimSource.direct,
+    kind: EventClaim = EventClaim.direct,
+    event_id: int | None = None,
+    explain_event: Callable[[], Awaitable[None]] | None = None,
 ) -> Claim:
     """The hot path: conditional statements that each take what they need or change
     nothing (one round trip on PostgreSQL); any refusal is explained and rolls the whole
-    transaction back."""
+    transaction back. Event claims (``kind`` rush or allocation) take the wish only if it is
+    pooled in ``event_id`` and count against the member's quota there; ``explain_event``
+    raises the event's own reason for a refusal (not live, wrong mode), if it has one."""
     now = utcnow()
     try:
         attempt = await repository.attempt_claim(
@@ -44,30 +51,50 @@ async def claim_wish(
             source=source.value,
             now=now,
             anywhere=district_wide,
+            kind=kind,
+            event_id=event_id,
         )
     except IntegrityError as exc:  # the partial unique index on live (wish, member) claims
         raise Conflict("already_claimed") from exc
     if attempt.claim is not None:
         return attempt.claim
     if not attempt.wish_taken:
-        await _explain_wish_refusal(session, actor, wish_id=wish_id, slots=slots, now=now)
-    wish = await wishes_repository.get(session, wish_id)
-    assert wish is not None
-    area_ids = (
-        None
-        if district_wide
-        else [
-            level
-            for level in (wish.district_id, wish.street_id, wish.community_id, wish.grid_id)
-            if level is not None
-        ]
-    )
-    await _explain_member_refusal(session, actor, area_ids=area_ids)
-    raise AssertionError("unreachable: a refusal always raises")
+        if explain_event is not None:
+            await explain_event()
+        await _explain_wish_refusal(
+            session, actor, wish_id=wish_id, slots=slots, now=now, event_id=event_id
+        )
+    if not attempt.capacity_taken:
+        wish = await wishes_repository.get(session, wish_id)
+        assert wish is not None
+        area_ids = (
+            None
+            if district_wide or kind is not EventClaim.direct
+            else [
+                level
+                for level in (wish.district_id, wish.street_id, wish.community_id, wish.grid_id)
+                if level is not None
+            ]
+        )
+        await _explain_member_refusal(session, actor, area_ids=area_ids)
+    assert event_id is not None, "only event claims have a quota"
+    quota = await events_quota(session, event_id)
+    raise Conflict("quota_reached", extra={"per_member_quota": quota}, quota=quota)
+
+
+async def events_quota(session: AsyncSession, event_id: int) -> int:
+    event = await session.get(ClaimEvent, event_id)
+    return event.per_member_quota if event is not None else 0
 
 
 async def _explain_wish_refusal(
-    session: AsyncSession, actor: Actor, *, wish_id: int, slots: int, now: datetime
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    wish_id: int,
+    slots: int,
+    now: datetime,
+    event_id: int | None,
 ) -> None:
     wish = await wishes_repository.get(session, wish_id)
     never_published = wish is not None and wish.status in NEVER_PUBLISHED
@@ -76,6 +103,13 @@ async def _explain_wish_refusal(
         raise NotFound(resource="wish")
     if wish.resident_id == actor.user_id:
         raise Conflict("own_wish")
+    if wish.status in LIVE_STATUSES and wish.event_id != event_id:
+        if event_id is None:
+            # Pooled in a live claim event: claimable only through it.
+            raise Conflict(
+                "in_event", extra={"event_id": str(wish.event_id)}, event_id=wish.event_id
+            )
+        raise Conflict("not_in_event")
     if wish.status == WishStatus.claimed.value or (
         wish.status == WishStatus.open.value and wish.slots_claimed + slots > wish.slots_total
     ):
@@ -87,6 +121,14 @@ async def _explain_wish_refusal(
     if wish.status == WishStatus.open.value and wish.deadline is not None and wish.deadline <= now:
         raise Conflict("not_claimable", extra={"current_state": "expired"}, current_state="expired")
     raise Conflict("not_claimable", extra={"current_state": wish.status}, current_state=wish.status)
+
+
+async def require_active_member(session: AsyncSession, actor: Actor) -> None:
+    member = await members_repository.get(session, actor.user_id)
+    if member is None:
+        raise Forbidden("not_a_member")
+    if member.status != MemberStatus.active.value:
+        raise Forbidden("member_not_active", extra={"member_status": member.status})
 
 
 async def _explain_member_refusal(
@@ -153,6 +195,10 @@ async def _end_claim(
             "updated_at": now,
         },
     )
+    if ended.event_id is not None:
+        await repository.return_event_quota(
+            session, event_id=ended.event_id, member_id=ended.member_id
+        )
     await repository.give_back_slots(session, wish_id=ended.wish_id, slots=ended.slots, now=now)
     return ended
 

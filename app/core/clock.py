@@ -31,3 +31,15 @@ async def run_clock(database: Database, jobs: Sequence[Job], interval_seconds: f
     while True:
         await run_jobs_once(database, jobs)
         await asyncio.sleep(interval_seconds)
+
+
+async def run_periodic(
+    tick: Callable[[Database], Awaitable[object]], database: Database, interval_seconds: float
+) -> None:
+    """Call ``tick`` (which opens its own transactions) every interval, surviving failures."""
+    while True:
+        try:
+            await tick(database)
+        except Exception:
+            logger.exception("periodic task %s failed", getattr(tick, "__name__", tick))
+        await asyncio.sleep(interval_seconds)

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     match_candidates_per_wish: int = Field(default=20, ge=1, le=200)
     # How often the in-app clock expires overdue wishes (and, later, events and claims).
     clock_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How often claim events are checked for their opening and closing time (a cheap read).
+    event_clock_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Rate limits ("off" for load tests and benchmarks); the store ("memory://", or a shared
+    # one such as "redis://host:6379" for several server processes); per-member event claims.
+    rate_limits: Literal["on", "off"] = "on"
+    rate_limit_storage: str = "memory://"
+    event_claim_rate_limit: str = "10/second;120/minute"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -56,6 +56,19 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "claim": {"zh-CN": "认领", "en": "claim"},
     "member": {"zh-CN": "成员资料", "en": "member profile"},
     "matching_run": {"zh-CN": "匹配批次", "en": "matching run"},
+    "claim_event": {"zh-CN": "集中认领活动", "en": "claim event"},
+    "draft": {"zh-CN": "草稿", "en": "draft"},
+    "scheduled": {"zh-CN": "未开始", "en": "scheduled"},
+    "live": {"zh-CN": "进行中", "en": "live"},
+    "closed": {"zh-CN": "已结束", "en": "closed"},
+    "open_event": {"zh-CN": "开始", "en": "open"},
+    "close": {"zh-CN": "结束", "en": "close"},
+    "rank": {"zh-CN": "提交志愿", "en": "rank wishes"},
+    "update": {"zh-CN": "修改", "en": "update"},
+    "add_wishes": {"zh-CN": "添加心愿", "en": "add wishes"},
+    "remove_wishes": {"zh-CN": "移除心愿", "en": "remove wishes"},
+    "allocate": {"zh-CN": "分配", "en": "allocate"},
+    "rush": {"zh-CN": "抢认", "en": "rush"},
     "computed": {"zh-CN": "已计算", "en": "computed"},
     "applied": {"zh-CN": "已应用", "en": "applied"},
     "apply": {"zh-CN": "应用", "en": "apply"},
@@ -258,6 +271,54 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
             "Wishes not matchable",
             "These wishes are not open with free slots in the region: {wish_ids}.",
         ),
+    },
+    "in_event": {
+        "zh-CN": ("心愿在集中认领中", "该心愿正在集中认领活动中，只能通过该活动认领。"),
+        "en": (
+            "Wish in a claim event",
+            "This wish is pooled in a live claim event; claim it through that event.",
+        ),
+    },
+    "not_in_event": {
+        "zh-CN": ("心愿不在本次活动中", "该心愿没有在本次集中认领活动的心愿池中。"),
+        "en": ("Not in this event", "The wish is not pooled in this claim event."),
+    },
+    "quota_reached": {
+        "zh-CN": ("已达本次活动认领上限", "本次活动每人最多认领 {quota} 个心愿。"),
+        "en": ("Event quota reached", "You may hold {quota} claims in this event."),
+    },
+    "wrong_event_mode": {
+        "zh-CN": ("活动方式不符", "该活动的认领方式是“{mode}”，不支持此操作。"),
+        "en": ("Wrong event mode", "This event runs in {mode} mode; that is not possible in it."),
+    },
+    "invalid_event_window": {
+        "zh-CN": (
+            "活动时间无效",
+            "结束时间必须晚于开始时间且在未来，开始时间须在一年之内。",
+        ),
+        "en": (
+            "Invalid event window",
+            "ends_at must be after starts_at and in the future; starts_at within a year.",
+        ),
+    },
+    "organizer_required": {
+        "zh-CN": ("需要组织者权限", "只有组织者可以创建集中认领活动。"),
+        "en": ("Organizer required", "Only organizers may create claim events."),
+    },
+    "wishes_not_in_event_communities": {
+        "zh-CN": ("心愿不属于活动社区", "这些心愿不存在或不在活动的社区内：{wish_ids}。"),
+        "en": (
+            "Wishes outside the event",
+            "These wishes do not exist or are not in the event's communities: {wish_ids}.",
+        ),
+    },
+    "too_many_preferences": {
+        "zh-CN": ("志愿过多", "最多可填报 {limit} 个心愿。"),
+        "en": ("Too many preferences", "Rank at most {limit} wishes."),
+    },
+    "duplicate_preferences": {
+        "zh-CN": ("志愿重复", "同一个心愿只能填报一次。"),
+        "en": ("Duplicate preferences", "Each wish may be ranked once."),
     },
     "rate_limited": {
         "zh-CN": ("请求过于频繁", "请求过于频繁，请稍后再试。"),

@@ -62,6 +62,7 @@ class Wish(Base):
         Index("ix_wishes_street_id_status_id", "street_id", "status", "id"),
         Index("ix_wishes_resident_id_id", "resident_id", "id"),
         Index("ix_wishes_creator_id_id", "creator_id", "id"),
+        Index("ix_wishes_event_id", "event_id"),
         Index(
             "ix_wishes_deadline_open",
             "deadline",
@@ -103,6 +104,8 @@ class Wish(Base):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The live claim event this wish is pooled in (see app/events/models.py); NULL otherwise.
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("claim_events.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
 
 

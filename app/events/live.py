@@ -1,0 +1,299 @@
+"""The live feed of a claim event, as server-sent events, for the board at the ceremony.
+
+One ``_Feed`` per event per server process, shared by all its subscribers, turns the
+event's state into messages: it re-reads the event's tallies whenever it is woken and
+sends what changed (new claims, wishes filling, tallies, opening and closing). Reading
+state rather than relaying messages means a feed never misses or duplicates a change,
+whatever order transactions commit in, and a reconnecting board gets a full snapshot.
+
+What wakes it: on PostgreSQL a ``LISTEN`` on the channel every claim and transition
+``NOTIFY``s in its transaction (delivered at commit, to every server process); on SQLite,
+which has one server process, a short poll. A slower poll backs up the NOTIFY in case the
+listening connection drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from app.core.config import Settings
+from app.core.db import Database, utcnow
+from app.events import repository, service
+from app.events.models import ClaimEvent
+from app.wishes.privacy import mask_name
+
+logger = logging.getLogger("microwish.events.live")
+
+KEEPALIVE_SECONDS = 15.0
+DEBOUNCE_SECONDS = 0.05
+RECENT_CLAIMS = 20
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def sse(kind: str, data: dict[str, Any], message_id: int | None = None) -> str:
+    lines = [f"event: {kind}"]
+    if message_id is not None:
+        lines.append(f"id: {message_id}")
+    lines.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+@dataclass
+class _State:
+    status: str
+    wishes: dict[int, tuple[int, str]]  # wish id -> (slots claimed in event, status shown)
+    claim_ids: set[int]
+    tally_key: tuple[Any, ...]
+
+
+def _tally_json(tally: service.Tally) -> dict[str, Any]:
+    data = tally.as_dict()
+    return {
+        "id": str(data["community_id"]),
+        "name": data["name"],
+        "wishes_pooled": data["wishes_pooled"],
+        "slots_total": data["slots_pooled"],
+        "slots_claimed": data["slots_claimed"],
+        "wishes_filled": data["wishes_filled"],
+        "members": data["members"],
+    }
+
+
+def _claim_json(summary: service.EventSummary, claim: Any, name: str) -> dict[str, Any]:
+    titles = {wish.id: (wish.title, wish.community_id) for wish, _, _ in summary.wishes}
+    title, community_id = titles.get(claim.wish_id, ("", None))
+    return {
+        "claim_id": str(claim.id),
+        "wish_id": str(claim.wish_id),
+        "wish_title": title,
+        "community_id": str(community_id) if community_id is not None else None,
+        "slots": claim.slots,
+        "member": mask_name(name) or "",
+        "at": _iso(claim.created_at),
+    }
+
+
+def _wish_json(wish: Any, claimed: int, free: int | None) -> dict[str, Any]:
+    total = free if free is not None else wish.slots_total - wish.slots_claimed + claimed
+    shown = "claimed" if total and claimed >= total else wish.status
+    return {
+        "id": str(wish.id),
+        "title": wish.title,
+        "category": wish.category,
+        "community_id": str(wish.community_id),
+        "slots_total": total,
+        "slots_claimed": claimed,
+        "status": shown,
+    }
+
+
+def snapshot(summary: service.EventSummary) -> dict[str, Any]:
+    event = summary.event
+    return {
+        "event": {
+            "id": str(event.id),
+            "title": event.title,
+            "status": event.status,
+            "mode": event.mode,
+            "starts_at": _iso(event.starts_at),
+            "ends_at": _iso(event.ends_at),
+        },
+        "communities": [_tally_json(t) for t in summary.tallies],
+        "wishes": [_wish_json(w, c, f) for w, c, f in summary.wishes],
+        "totals": _tally_json(summary.totals),
+        "recent_claims": [
+            _claim_json(summary, claim, name)
+            for claim, name in reversed(summary.claims[-RECENT_CLAIMS:])
+        ],
+        "server_time": _iso(utcnow()),
+    }
+
+
+def _state(summary: service.EventSummary) -> _State:
+    wishes = {}
+    for wish, claimed, free in summary.wishes:
+        shown = _wish_json(wish, claimed, free)
+        wishes[wish.id] = (claimed, shown["status"])
+    totals = summary.totals
+    return _State(
+        status=summary.event.status,
+        wishes=wishes,
+        claim_ids={claim.id for claim, _ in summary.claims},
+        tally_key=(
+            totals.wishes_pooled,
+            totals.slots_claimed,
+            totals.wishes_filled,
+            len(totals.members),
+            tuple((t.community_id, t.slots_claimed, t.wishes_pooled) for t in summary.tallies),
+        ),
+    )
+
+
+@dataclass
+class _Feed:
+    event_id: int
+    subscribers: set[asyncio.Queue[str]] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    state: _State | None = None
+    sequence: int = 0
+
+
+class LiveFeeds:
+    """Every live feed of this server process, and the LISTEN connection that wakes them."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+        self.feeds: dict[int, _Feed] = {}
+        self.is_postgres = not settings.is_sqlite
+        self.poll_seconds = 1.0 if self.is_postgres else 0.25
+        self._listener: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        tasks = [f.task for f in self.feeds.values() if f.task] + (
+            [self._listener] if self._listener else []
+        )
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.feeds.clear()
+
+    def _wake(self, event_id: int) -> None:
+        feed = self.feeds.get(event_id)
+        if feed is not None:
+            feed.wake.set()
+
+    async def _listen(self) -> None:
+        """LISTEN on a connection of its own, reconnecting after a failure."""
+        dsn = self.settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+        def on_notify(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+            if payload.isdigit():
+                self._wake(int(payload))
+
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn)
+                try:
+                    closed = asyncio.Event()
+                    connection.add_termination_listener(
+                        lambda _connection, ended=closed: ended.set()
+                    )
+                    await connection.add_listener(service.NOTIFY_CHANNEL, on_notify)
+                    await closed.wait()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("live feed LISTEN connection failed; retrying", exc_info=True)
+            await asyncio.sleep(1)
+
+    async def _summary(self, event_id: int) -> service.EventSummary | None:
+        await service.catch_up(self.database, event_id)
+        async with self.database.transaction(write=False) as session:
+            event = await repository.get(session, event_id)
+            if event is None:
+                return None
+            return await service.summarise(session, event)
+
+    def _publish(self, feed: _Feed, kind: str, data: dict[str, Any]) -> None:
+        feed.sequence += 1
+        message = sse(kind, data, feed.sequence)
+        for queue in list(feed.subscribers):
+            queue.put_nowait(message)
+
+    async def _run(self, feed: _Feed) -> None:
+        while feed.subscribers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(feed.wake.wait(), timeout=self.poll_seconds)
+                await asyncio.sleep(DEBOUNCE_SECONDS)  # one read for a burst of claims
+            feed.wake.clear()
+            try:
+                summary = await self._summary(feed.event_id)
+            except Exception:
+                logger.warning("live feed of event %s failed to read", feed.event_id, exc_info=True)
+                continue
+            if summary is None:
+                continue
+            self._diff(feed, summary)
+
+    def _diff(self, feed: _Feed, summary: service.EventSummary) -> None:
+        new = _state(summary)
+        old = feed.state
+        feed.state = new
+        if old is None:
+            return
+        event: ClaimEvent = summary.event
+        if new.status != old.status:
+            self._publish(
+                feed,
+                "status",
+                {
+                    "status": event.status,
+                    "starts_at": _iso(event.starts_at),
+                    "ends_at": _iso(event.ends_at),
+                },
+            )
+        for claim, name in summary.claims:
+            if claim.id not in old.claim_ids:
+                self._publish(feed, "claim", _claim_json(summary, claim, name))
+        for wish, claimed, free in summary.wishes:
+            if old.wishes.get(wish.id) != new.wishes.get(wish.id):
+                self._publish(feed, "wish", _wish_json(wish, claimed, free))
+        if new.tally_key != old.tally_key or new.wishes.keys() != old.wishes.keys():
+            self._publish(
+                feed,
+                "tally",
+                {
+                    "communities": [_tally_json(t) for t in summary.tallies],
+                    "totals": _tally_json(summary.totals),
+                },
+            )
+
+    async def stream(self, event_id: int) -> AsyncIterator[str]:
+        """A subscriber's messages: a snapshot, then changes, with keep-alives."""
+        if self.is_postgres and self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="events-listen")
+        feed = self.feeds.get(event_id)
+        if feed is None:
+            feed = self.feeds[event_id] = _Feed(event_id)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        feed.subscribers.add(queue)
+        try:
+            summary = await self._summary(event_id)
+            if summary is None:
+                return
+            if feed.state is None:
+                feed.state = _state(summary)
+            yield "retry: 2000\n\n" + sse("snapshot", snapshot(summary))
+            if feed.task is None or feed.task.done():
+                feed.task = asyncio.create_task(self._run(feed), name=f"feed-{event_id}")
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": ping\n\n"
+                    continue
+                yield message
+        finally:
+            feed.subscribers.discard(queue)
+            if not feed.subscribers:
+                if feed.task is not None:
+                    feed.task.cancel()
+                self.feeds.pop(event_id, None)

@@ -1,0 +1,447 @@
+"""Queries of claim events. Pooling and returning move many wishes at once; on PostgreSQL
+their rows are locked in id order first, so two events opening over the same communities,
+or an opening racing claims, queue instead of deadlocking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import User
+from app.claims.models import Claim, ClaimStatus
+from app.core.pagination import after
+from app.events.models import (
+    ClaimEvent,
+    ClaimEventCommunity,
+    ClaimEventParticipant,
+    ClaimEventPreference,
+    ClaimEventWish,
+    EventStatus,
+    PoolState,
+)
+from app.members.models import Member, MemberStatus
+from app.regions.models import Region
+from app.wishes.models import Wish, WishStatus
+
+LIVE_CLAIM = (ClaimStatus.active.value, ClaimStatus.fulfilled.value)
+
+
+async def get(session: AsyncSession, event_id: int, *, lock: bool = False) -> ClaimEvent | None:
+    query = select(ClaimEvent).where(ClaimEvent.id == event_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def community_ids(session: AsyncSession, event_id: int) -> list[int]:
+    rows = await session.scalars(
+        select(ClaimEventCommunity.community_id)
+        .where(ClaimEventCommunity.event_id == event_id)
+        .order_by(ClaimEventCommunity.community_id)
+    )
+    return list(rows)
+
+
+async def communities_of(
+    session: AsyncSession, event_ids: Sequence[int]
+) -> dict[int, list[Region]]:
+    rows = await session.execute(
+        select(ClaimEventCommunity.event_id, Region)
+        .join(Region, Region.id == ClaimEventCommunity.community_id)
+        .where(ClaimEventCommunity.event_id.in_(list(event_ids)))
+        .order_by(ClaimEventCommunity.event_id, Region.id)
+    )
+    found: dict[int, list[Region]] = {event_id: [] for event_id in event_ids}
+    for event_id, region in rows.all():
+        found[event_id].append(region)
+    return found
+
+
+async def regions(session: AsyncSession, region_ids: Iterable[int]) -> list[Region]:
+    ids = sorted(set(region_ids))
+    if not ids:
+        return []
+    return list((await session.scalars(select(Region).where(Region.id.in_(ids)))).all())
+
+
+async def set_communities(
+    session: AsyncSession, event_id: int, community_ids: Sequence[int]
+) -> None:
+    await session.execute(
+        delete(ClaimEventCommunity).where(ClaimEventCommunity.event_id == event_id)
+    )
+    await session.execute(
+        insert(ClaimEventCommunity),
+        [{"event_id": event_id, "community_id": c} for c in sorted(set(community_ids))],
+    )
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    statuses: list[str] | None,
+    include_drafts_of: list[tuple[str, int]] | None,
+    all_drafts: bool,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[ClaimEvent]:
+    """Events newest first. Drafts only for admins (``all_drafts``) and organizers covering
+    one of the event's communities (``include_drafts_of``: their grants' (kind, region id))."""
+    query = select(ClaimEvent)
+    if not all_drafts:
+        draft_visible: list[Any] = []
+        for kind, region_id in include_drafts_of or []:
+            draft_visible.append(
+                ClaimEvent.id.in_(
+                    select(ClaimEventCommunity.event_id)
+                    .join(Region, Region.id == ClaimEventCommunity.community_id)
+                    .where(getattr(Region, f"{kind}_id") == region_id)
+                )
+            )
+        query = query.where(or_(ClaimEvent.status != EventStatus.draft.value, *draft_visible))
+    if statuses:
+        query = query.where(ClaimEvent.status.in_(statuses))
+    if after_id is not None:
+        query = query.where(after([ClaimEvent.id], [after_id], descending=True))
+    return (await session.scalars(query.order_by(ClaimEvent.id.desc()).limit(limit))).all()
+
+
+async def pool_entries(
+    session: AsyncSession, event_id: int, states: Sequence[str] | None = None
+) -> list[ClaimEventWish]:
+    query = select(ClaimEventWish).where(ClaimEventWish.event_id == event_id)
+    if states:
+        query = query.where(ClaimEventWish.state.in_(list(states)))
+    return list((await session.scalars(query.order_by(ClaimEventWish.wish_id))).all())
+
+
+async def pool_page(
+    session: AsyncSession, event_id: int, *, after_id: int | None, limit: int
+) -> Sequence[tuple[ClaimEventWish, Wish]]:
+    query = (
+        select(ClaimEventWish, Wish)
+        .join(Wish, Wish.id == ClaimEventWish.wish_id)
+        .where(ClaimEventWish.event_id == event_id)
+    )
+    if after_id is not None:
+        query = query.where(after([ClaimEventWish.wish_id], [after_id]))
+    rows = await session.execute(query.order_by(ClaimEventWish.wish_id).limit(limit))
+    return [(entry, wish) for entry, wish in rows.all()]
+
+
+async def wishes_by_id(session: AsyncSession, wish_ids: Iterable[int]) -> dict[int, Wish]:
+    ids = sorted(set(wish_ids))
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(Wish).where(Wish.id.in_(ids)).execution_options(populate_existing=True)
+    )
+    return {wish.id: wish for wish in rows}
+
+
+async def select_wishes(
+    session: AsyncSession, event_id: int, wishes: Sequence[Wish], now: datetime
+) -> None:
+    """Choose wishes for the pool (again, if they had been removed)."""
+    existing = {
+        entry.wish_id: entry
+        for entry in await pool_entries(session, event_id)
+        if entry.wish_id in {w.id for w in wishes}
+    }
+    for wish in wishes:
+        entry = existing.get(wish.id)
+        if entry is None:
+            session.add(
+                ClaimEventWish(
+                    event_id=event_id,
+                    wish_id=wish.id,
+                    community_id=wish.community_id,
+                    state=PoolState.selected.value,
+                )
+            )
+        else:
+            entry.state = PoolState.selected.value
+    await session.flush()
+
+
+async def remove_wish(session: AsyncSession, event_id: int, wish_id: int) -> bool:
+    result = await session.execute(
+        update(ClaimEventWish)
+        .where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.wish_id == wish_id,
+            ClaimEventWish.state == PoolState.selected.value,
+        )
+        .values(state=PoolState.removed.value)
+        .returning(ClaimEventWish.wish_id)
+    )
+    return result.first() is not None
+
+
+def _poolable(now: datetime) -> list[Any]:
+    return [
+        Wish.status == WishStatus.open.value,
+        Wish.slots_claimed < Wish.slots_total,
+        Wish.event_id.is_(None),
+        or_(Wish.deadline.is_(None), Wish.deadline > now),
+    ]
+
+
+async def _lock_in_id_order(session: AsyncSession, query: Any) -> list[Any]:
+    """The rows' (id, community, free slots), locked in id order on PostgreSQL (SQLite's
+    write transactions are serialized anyway)."""
+    query = query.order_by(Wish.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Wish)
+    return list((await session.execute(query)).all())
+
+
+async def pool(
+    session: AsyncSession, event_id: int, community_ids: Sequence[int], now: datetime
+) -> int:
+    """Pool the event's wishes: the chosen ones still open with free slots, or, when none
+    were chosen, every such wish of its communities. Returns how many were pooled."""
+    chosen = {e.wish_id for e in await pool_entries(session, event_id, [PoolState.selected.value])}
+    query = select(Wish.id, Wish.community_id, Wish.slots_total - Wish.slots_claimed).where(
+        *_poolable(now), Wish.community_id.in_(list(community_ids))
+    )
+    if chosen:
+        query = query.where(Wish.id.in_(sorted(chosen)))
+    rows = await _lock_in_id_order(session, query)
+    ids = [row[0] for row in rows]
+    if ids:
+        await session.execute(
+            update(Wish)
+            .where(Wish.id.in_(ids))
+            .values(event_id=event_id, version=Wish.version + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if chosen:
+        pooled = {row[0]: row for row in rows}
+        for entry in await pool_entries(session, event_id, [PoolState.selected.value]):
+            row = pooled.get(entry.wish_id)
+            if row is None:
+                entry.state = PoolState.skipped.value
+            else:
+                entry.state = PoolState.pooled.value
+                entry.slots_free_at_open = row[2]
+                entry.pooled_at = now
+    elif rows:
+        await session.execute(
+            insert(ClaimEventWish),
+            [
+                {
+                    "event_id": event_id,
+                    "wish_id": wish_id,
+                    "community_id": community_id,
+                    "state": PoolState.pooled.value,
+                    "slots_free_at_open": free,
+                    "pooled_at": now,
+                }
+                for wish_id, community_id, free in rows
+            ],
+        )
+    await session.flush()
+    return len(ids)
+
+
+async def return_home(session: AsyncSession, event_id: int, now: datetime) -> int:
+    """At close every pooled wish goes back to its community: claimable directly again."""
+    rows = await _lock_in_id_order(session, select(Wish.id).where(Wish.event_id == event_id))
+    ids = [row[0] for row in rows]
+    if ids:
+        await session.execute(
+            update(Wish)
+            .where(Wish.id.in_(ids))
+            .values(event_id=None, version=Wish.version + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    await session.execute(
+        update(ClaimEventWish)
+        .where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.state == PoolState.pooled.value,
+        )
+        .values(state=PoolState.returned.value, returned_at=now)
+    )
+    return len(ids)
+
+
+async def due_events(session: AsyncSession, now: datetime) -> list[tuple[int, str]]:
+    """(id, status) of events whose opening or closing time has come."""
+    rows = await session.execute(
+        select(ClaimEvent.id, ClaimEvent.status)
+        .where(
+            or_(
+                and_(
+                    ClaimEvent.status == EventStatus.scheduled.value,
+                    ClaimEvent.starts_at <= now,
+                ),
+                and_(ClaimEvent.status == EventStatus.live.value, ClaimEvent.ends_at <= now),
+            )
+        )
+        .order_by(ClaimEvent.id)
+    )
+    return [(row[0], row[1]) for row in rows.all()]
+
+
+async def participant(
+    session: AsyncSession, event_id: int, member_id: int
+) -> ClaimEventParticipant | None:
+    return await session.get(ClaimEventParticipant, (event_id, member_id), populate_existing=True)
+
+
+async def preferences_of(
+    session: AsyncSession, event_id: int, member_id: int
+) -> list[ClaimEventPreference]:
+    rows = await session.scalars(
+        select(ClaimEventPreference)
+        .where(
+            ClaimEventPreference.event_id == event_id,
+            ClaimEventPreference.member_id == member_id,
+        )
+        .order_by(ClaimEventPreference.rank)
+    )
+    return list(rows)
+
+
+async def replace_preferences(
+    session: AsyncSession, event_id: int, member_id: int, wish_ids: Sequence[int], now: datetime
+) -> None:
+    await session.execute(
+        delete(ClaimEventPreference).where(
+            ClaimEventPreference.event_id == event_id,
+            ClaimEventPreference.member_id == member_id,
+        )
+    )
+    if wish_ids:
+        await session.execute(
+            insert(ClaimEventPreference),
+            [
+                {
+                    "event_id": event_id,
+                    "member_id": member_id,
+                    "wish_id": wish_id,
+                    "rank": rank,
+                    "updated_at": now,
+                }
+                for rank, wish_id in enumerate(wish_ids, start=1)
+            ],
+        )
+
+
+async def all_preferences(session: AsyncSession, event_id: int) -> list[tuple[int, int, int]]:
+    rows = await session.execute(
+        select(
+            ClaimEventPreference.member_id,
+            ClaimEventPreference.wish_id,
+            ClaimEventPreference.rank,
+        ).where(ClaimEventPreference.event_id == event_id)
+    )
+    return [(row[0], row[1], row[2]) for row in rows.all()]
+
+
+async def member_limits(
+    session: AsyncSession, event_id: int, member_ids: Sequence[int], quota: int
+) -> list[tuple[int, int]]:
+    """How many more claims each member may get at allocation: the lesser of their free
+    capacity and what is left of their quota; active members only."""
+    if not member_ids:
+        return []
+    used = dict(
+        (
+            await session.execute(
+                select(ClaimEventParticipant.member_id, ClaimEventParticipant.claims).where(
+                    ClaimEventParticipant.event_id == event_id
+                )
+            )
+        ).all()
+    )
+    rows = await session.execute(
+        select(Member.user_id, Member.capacity - Member.active_claims).where(
+            Member.user_id.in_(sorted(set(member_ids))),
+            Member.status == MemberStatus.active.value,
+        )
+    )
+    limits = []
+    for member_id, free in rows.all():
+        limit = min(int(free), quota - int(used.get(member_id, 0)))
+        if limit > 0:
+            limits.append((int(member_id), limit))
+    return limits
+
+
+async def event_claims(session: AsyncSession, event_id: int) -> list[tuple[Claim, str]]:
+    """Every claim made in the event, with the claimer's display name, in id order."""
+    rows = await session.execute(
+        select(Claim, User.display_name)
+        .join(User, User.id == Claim.member_id)
+        .where(Claim.event_id == event_id)
+        .order_by(Claim.id)
+    )
+    return [(claim, name) for claim, name in rows.all()]
+
+
+async def pooled_wishes(session: AsyncSession, event_id: int) -> list[tuple[ClaimEventWish, Wish]]:
+    rows = await session.execute(
+        select(ClaimEventWish, Wish)
+        .join(Wish, Wish.id == ClaimEventWish.wish_id)
+        .where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.state.in_([PoolState.pooled.value, PoolState.returned.value]),
+        )
+        .order_by(ClaimEventWish.wish_id)
+        .execution_options(populate_existing=True)
+    )
+    return [(entry, wish) for entry, wish in rows.all()]
+
+
+async def pool_counts(
+    session: AsyncSession, event_ids: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """(wishes pooled, slots free at opening) per event."""
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            ClaimEventWish.event_id,
+            func.count(),
+            func.coalesce(func.sum(ClaimEventWish.slots_free_at_open), 0),
+        )
+        .where(
+            ClaimEventWish.event_id.in_(list(event_ids)),
+            ClaimEventWish.state.in_([PoolState.pooled.value, PoolState.returned.value]),
+        )
+        .group_by(ClaimEventWish.event_id)
+    )
+    return {
+        int(row[0]): (int(row[1] or 0), int(row[2] or 0))
+        for row in rows.all()
+        if row[0] is not None
+    }
+
+
+async def claimed_slots(
+    session: AsyncSession, event_ids: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """(slots held by live event claims, distinct claimers) per event."""
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            Claim.event_id,
+            func.coalesce(func.sum(Claim.slots), 0),
+            func.count(Claim.member_id.distinct()),
+        )
+        .where(Claim.event_id.in_(list(event_ids)), Claim.status.in_(LIVE_CLAIM))
+        .group_by(Claim.event_id)
+    )
+    return {
+        int(row[0]): (int(row[1] or 0), int(row[2] or 0))
+        for row in rows.all()
+        if row[0] is not None
+    }

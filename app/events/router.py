@@ -1,0 +1,481 @@
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.requests import Request
+
+from app.claims.router import claim_read
+from app.claims.schemas import ClaimRead
+from app.core.actor import Actor
+from app.core.auth import CurrentActor, _bearer, get_actor
+from app.core.db import Database
+from app.core.deps import DbSession
+from app.core.errors import NotFound, Unauthorized
+from app.core.pagination import PageParams, build_page, page_params
+from app.core.problems import problem_responses
+from app.core.ratelimit import RateLimits
+from app.core.types import MAX_ID, Id
+from app.events import service
+from app.events.live import LiveFeeds
+from app.events.models import ClaimEvent, EventMode, EventStatus, PoolState
+from app.events.schemas import (
+    CommunityBrief,
+    CommunityReport,
+    EventClaimCreate,
+    EventCreate,
+    EventPage,
+    EventRead,
+    EventReport,
+    EventUpdate,
+    PoolWishPage,
+    PoolWishRead,
+    PreferencesIn,
+    PreferencesRead,
+    UnclaimedWish,
+    WishIdsIn,
+)
+from app.wishes.models import Wish, WishStatus
+
+router = APIRouter(prefix="/v1/claim-events", tags=["claim events"])
+board_router = APIRouter(tags=["claim events"])
+
+EventId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim event id.")]
+WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+async def caught_up(request: Request, event_id: EventId) -> None:
+    """An event whose opening or closing time has passed is opened or closed before it is
+    served, even if the clock has not come round yet."""
+    database: Database = request.app.state.database
+    await service.catch_up(database, event_id)
+
+
+CaughtUp = Depends(caught_up)
+
+
+def event_read(view: service.EventView, request: Request | None = None) -> EventRead:
+    event = view.event
+    board_url = None
+    if view.may_manage and request is not None:
+        board_url = str(request.url_for("event_board", event_id=str(event.id))) + (
+            f"?token={event.board_token}"
+        )
+    return EventRead(
+        id=event.id,
+        title=event.title,
+        mode=EventMode(event.mode),
+        status=EventStatus(event.status),
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        per_member_quota=event.per_member_quota,
+        communities=[CommunityBrief(id=c.id, name=c.name) for c in view.communities],
+        organizer_id=event.organizer_id,
+        wishes_pooled=view.wishes_pooled,
+        slots_pooled=view.slots_pooled,
+        slots_claimed=view.slots_claimed,
+        members=view.members,
+        my_claims=view.my_claims,
+        my_preferences=view.my_preferences,
+        board_url=board_url,
+        opened_at=event.opened_at,
+        closed_at=event.closed_at,
+        created_at=event.created_at,
+        updated_at=event.updated_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a claim event over communities the organizer covers",
+    description="Without `starts_at` the event is a `draft`; with it, `scheduled`: the "
+    "in-app clock opens it at `starts_at` and closes it at `ends_at`.",
+    responses=problem_responses(400, 401, 403, 422),
+)
+async def create_event(
+    body: EventCreate, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    view = await service.create_event(
+        session,
+        actor,
+        title=body.title,
+        community_ids=body.community_ids,
+        mode=body.mode,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        per_member_quota=body.per_member_quota,
+        wish_ids=body.wish_ids,
+    )
+    return event_read(view, request)
+
+
+@router.get("", summary="Claim events, newest first", responses=problem_responses(401, 422))
+async def list_events(
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    paging: Paging,
+    status: Annotated[list[EventStatus] | None, Query(max_length=4)] = None,
+) -> EventPage:
+    views = await service.list_events(
+        session,
+        actor,
+        statuses=[s.value for s in status] if status else None,
+        after_id=paging.after_id("claim_events"),
+        limit=paging.fetch,
+    )
+    items, next_cursor = build_page(views, paging.limit, "claim_events", lambda v: [v.event.id])
+    return EventPage(items=[event_read(v, request) for v in items], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{event_id}",
+    summary="A claim event",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 404, 422),
+)
+async def get_event(
+    event_id: EventId, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    return event_read(await service.get_event(session, actor, event_id=event_id), request)
+
+
+@router.patch(
+    "/{event_id}",
+    summary="Change a draft or scheduled event (organizer covering its communities)",
+    dependencies=[CaughtUp],
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def update_event(
+    event_id: EventId, body: EventUpdate, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    view = await service.update_event(session, actor, event_id=event_id, changes=changes)
+    return event_read(view, request)
+
+
+@router.post(
+    "/{event_id}/wishes",
+    summary="Choose wishes for the pool (draft or scheduled)",
+    description="Once any wish is chosen, only the chosen ones are pooled at opening (those "
+    "still open with free slots); otherwise every such wish of the communities.",
+    dependencies=[CaughtUp],
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def add_event_wishes(
+    event_id: EventId, body: WishIdsIn, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    view = await service.add_wishes(session, actor, event_id=event_id, wish_ids=body.wish_ids)
+    return event_read(view, request)
+
+
+@router.delete(
+    "/{event_id}/wishes/{wish_id}",
+    summary="Take a chosen wish out of the pool (draft or scheduled)",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def remove_event_wish(
+    event_id: EventId, wish_id: WishId, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    view = await service.remove_wish(session, actor, event_id=event_id, wish_id=wish_id)
+    return event_read(view, request)
+
+
+def _pool_read(entry: Any, wish: Wish, event_id: int) -> PoolWishRead:
+    return PoolWishRead(
+        wish_id=wish.id,
+        title=wish.title,
+        category=wish.category,
+        community_id=entry.community_id,
+        state=PoolState(entry.state),
+        status=WishStatus(wish.status),
+        slots_total=wish.slots_total,
+        slots_claimed=wish.slots_claimed,
+        slots_remaining=wish.slots_total - wish.slots_claimed,
+        slots_free_at_open=entry.slots_free_at_open,
+        in_pool_now=wish.event_id == event_id,
+    )
+
+
+@router.get(
+    "/{event_id}/wishes",
+    summary="The event's chosen or pooled wishes",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 404, 422),
+)
+async def list_event_wishes(
+    event_id: EventId, session: DbSession, actor: CurrentActor, paging: Paging
+) -> PoolWishPage:
+    rows = await service.pool_page(
+        session,
+        actor,
+        event_id=event_id,
+        after_id=paging.after_id("event_wishes"),
+        limit=paging.fetch,
+    )
+    items, next_cursor = build_page(rows, paging.limit, "event_wishes", lambda r: [r[1].id])
+    return PoolWishPage(
+        items=[_pool_read(entry, wish, event_id) for entry, wish in items],
+        next_cursor=next_cursor,
+    )
+
+
+@router.post(
+    "/{event_id}/open",
+    summary="Open now (from draft or scheduled): pools the wishes",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def open_event(
+    event_id: EventId, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    return event_read(await service.open_event(session, actor, event_id=event_id), request)
+
+
+@router.post(
+    "/{event_id}/close",
+    summary="Close now: unclaimed wishes return home (allocate mode: allocates first)",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def close_event(
+    event_id: EventId, request: Request, session: DbSession, actor: CurrentActor
+) -> EventRead:
+    return event_read(await service.close_event(session, actor, event_id=event_id), request)
+
+
+@router.post(
+    "/{event_id}/claims",
+    status_code=201,
+    summary="Claim a pooled wish in a live rush event (first come, first served)",
+    description="409 `quota_reached`, `not_in_event`, `wish_full`, `already_claimed`, "
+    "`capacity_reached`, `not_claimable`, `own_wish`, `wrong_event_mode`, `invalid_state` "
+    "(the event is not live); 403 `not_a_member`, `member_not_active`; 429 `rate_limited`.",
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429),
+)
+async def claim_in_event(
+    event_id: EventId,
+    body: EventClaimCreate,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+) -> ClaimRead:
+    limits: RateLimits = request.app.state.rate_limits
+    await limits.hit(limits.event_claims, "event_claim", str(actor.user_id))
+    claim = await service.rush_claim(
+        session, actor, event_id=event_id, wish_id=body.wish_id, slots=body.slots
+    )
+    return claim_read(claim)
+
+
+@router.put(
+    "/{event_id}/preferences",
+    summary="Rank pooled wishes in a live allocate event (most wanted first)",
+    description='The body is a JSON array of wish ids, or `{"wish_ids": [...]}`. At close '
+    "the optimal assignment is computed from everyone's rankings.",
+    dependencies=[CaughtUp],
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
+)
+async def set_preferences(
+    event_id: EventId,
+    body: PreferencesIn | list[Id],
+    session: DbSession,
+    actor: CurrentActor,
+) -> PreferencesRead:
+    wish_ids = body.wish_ids if isinstance(body, PreferencesIn) else list(body)
+    ranked = await service.set_preferences(session, actor, event_id=event_id, wish_ids=wish_ids)
+    return PreferencesRead(event_id=event_id, wish_ids=ranked)
+
+
+@router.get(
+    "/{event_id}/preferences",
+    summary="My ranking in an allocate event",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 404, 422),
+)
+async def get_preferences(
+    event_id: EventId, session: DbSession, actor: CurrentActor
+) -> PreferencesRead:
+    ranked = await service.get_preferences(session, actor, event_id=event_id)
+    return PreferencesRead(event_id=event_id, wish_ids=ranked)
+
+
+@router.get(
+    "/{event_id}/allocation",
+    summary="The allocation of a closed allocate event, with its inputs and a recomputation",
+    description="`identical` is true when recomputing from the stored inputs and seed gives "
+    "exactly the published pairs.",
+    dependencies=[CaughtUp],
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def get_allocation(
+    event_id: EventId, session: DbSession, actor: CurrentActor
+) -> dict[str, Any]:
+    return await service.allocation(session, actor, event_id=event_id)
+
+
+def _community_report(data: dict[str, Any]) -> CommunityReport:
+    return CommunityReport.model_validate(data)
+
+
+REPORT_COLUMNS = (
+    ("community_id", "社区ID"),
+    ("name", "社区"),
+    ("wishes_pooled", "入池心愿"),
+    ("slots_pooled", "入池名额"),
+    ("slots_claimed", "已认领名额"),
+    ("slots_fulfilled", "已完成名额"),
+    ("wishes_filled", "认满心愿"),
+    ("members", "参与成员"),
+    ("time_to_fill_seconds", "全部认满用时(秒)"),
+    ("median_wish_fill_seconds", "心愿认满用时中位数(秒)"),
+)
+
+
+def _report_csv(report: EventReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([label for _, label in REPORT_COLUMNS])
+    for row in [*report.communities, report.totals]:
+        data = row.model_dump(mode="json")
+        writer.writerow(["" if data[key] is None else data[key] for key, _ in REPORT_COLUMNS])
+    writer.writerow([])
+    writer.writerow(["未认满心愿ID", "标题", "社区ID", "入池名额", "已认领名额"])
+    for wish in report.unclaimed:
+        writer.writerow(
+            [
+                wish.wish_id,
+                wish.title,
+                wish.community_id,
+                wish.slots_free_at_open,
+                wish.slots_claimed,
+            ]
+        )
+    # A BOM so that spreadsheet programs read the Chinese text as UTF-8.
+    return "\ufeff" + out.getvalue()
+
+
+@router.get(
+    "/{event_id}/report",
+    summary="Per-community report (JSON, or CSV with Accept: text/csv)",
+    dependencies=[CaughtUp],
+    responses={
+        **problem_responses(401, 404, 422),
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+    },
+)
+async def event_report(
+    event_id: EventId,
+    session: DbSession,
+    actor: CurrentActor,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    summary = await service.report(session, actor, event_id=event_id)
+    event = summary.event
+    report = EventReport(
+        event_id=event.id,
+        title=event.title,
+        status=EventStatus(event.status),
+        mode=EventMode(event.mode),
+        opened_at=event.opened_at,
+        closed_at=event.closed_at,
+        communities=[_community_report(t.as_dict()) for t in summary.tallies],
+        totals=_community_report(summary.totals.as_dict() | {"community_id": event.id}),
+        unclaimed=[
+            UnclaimedWish(
+                wish_id=wish.id,
+                title=wish.title,
+                community_id=wish.community_id,
+                slots_free_at_open=free,
+                slots_claimed=claimed,
+            )
+            for wish, free, claimed in summary.unclaimed
+        ],
+    )
+    if accept and "text/csv" in accept and "application/json" not in accept:
+        return Response(
+            _report_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="claim-event-{event.id}-report.csv"'
+            },
+        )
+    return report
+
+
+async def _stream_viewer(
+    request: Request,
+    event_id: EventId,
+    session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    board_token: Annotated[str | None, Query(max_length=64)] = None,
+) -> None:
+    """A signed-in user who may see the event, or the board's token."""
+    if board_token is not None:
+        event = await session.get(ClaimEvent, event_id)
+        if event is None or not _same(event.board_token, board_token):
+            raise NotFound(resource="claim_event")
+        return
+    if credentials is None:
+        raise Unauthorized()
+    actor: Actor = await get_actor(request, credentials)
+    await service.get_event(session, actor, event_id=event_id)
+
+
+def _same(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+@router.get(
+    "/{event_id}/stream",
+    summary="Live feed of the event (server-sent events)",
+    description="`text/event-stream` with named events: `snapshot` (full state, first), "
+    "`claim`, `wish`, `tally`, `status`; `: ping` comments keep the connection open. "
+    "Authenticate with a bearer token, or `?board_token=` from the event's `board_url`.",
+    dependencies=[CaughtUp, Depends(_stream_viewer)],
+    responses={
+        **problem_responses(401, 404, 422),
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    },
+)
+async def event_stream(event_id: EventId, request: Request) -> StreamingResponse:
+    feeds: LiveFeeds = request.app.state.live_feeds
+    return StreamingResponse(
+        feeds.stream(event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+_BOARD_HTML: str | None = None
+
+
+@board_router.get(
+    "/board/events/{event_id}",
+    summary="The live board page for the big screen (HTML; no external assets)",
+    response_class=HTMLResponse,
+    include_in_schema=True,
+)
+async def event_board(event_id: EventId) -> HTMLResponse:
+    global _BOARD_HTML
+    if _BOARD_HTML is None:
+        _BOARD_HTML = resources.files("app.events").joinpath("board.html").read_text("utf-8")
+    return HTMLResponse(
+        _BOARD_HTML,
+        headers={
+            "Cache-Control": "no-cache",
+            # The page loads nothing from elsewhere; say so to the browser.
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

@@ -1,0 +1,672 @@
+"""Claim events: create, pool, open, claim (rush), rank (allocate), close, report.
+
+Opening and closing are driven by the in-app clock (``advance_due``), by any access that
+finds an event overdue (``catch_up``), or by an organizer. All three go through
+``open_event``/``close_event``, which lock the event row and act only from the right
+state, so running them twice, or in several server processes at once, is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.claims import service as claims_service
+from app.claims.models import Claim, ClaimSource
+from app.claims.repository import EventClaim
+from app.core.actor import Actor
+from app.core.db import Database, utcnow
+from app.core.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from app.events import repository
+from app.events.allocation import AllocationInputs, allocate, make_inputs
+from app.events.models import (
+    MAX_PREFERENCES,
+    ClaimEvent,
+    ClaimEventPreference,
+    EventMode,
+    EventStatus,
+    PoolState,
+)
+from app.regions.access import Scope, scope_of
+from app.regions.models import Region, RegionKind
+from app.wishes.models import Wish
+
+logger = logging.getLogger("microwish.events")
+
+# NOTIFY channel that wakes every server process's live feed of an event (PostgreSQL).
+NOTIFY_CHANNEL = "microwish_events"
+MAX_WINDOW = timedelta(days=366)
+
+
+@dataclass
+class EventView:
+    event: ClaimEvent
+    communities: list[Region]
+    wishes_pooled: int = 0
+    slots_pooled: int = 0
+    slots_claimed: int = 0
+    members: int = 0
+    may_manage: bool = False
+    my_claims: int | None = None  # the actor's live claims in this event, if a participant
+    my_preferences: list[int] = field(default_factory=list)
+
+
+def _manages(scope: Scope, communities: Sequence[Region]) -> bool:
+    return bool(communities) and all(scope.covers(c) for c in communities)
+
+
+async def _require_communities(
+    session: AsyncSession, scope: Scope, community_ids: Sequence[int]
+) -> list[Region]:
+    found = await repository.regions(session, community_ids)
+    missing = sorted(set(community_ids) - {r.id for r in found})
+    if missing:
+        raise ValidationFailed(
+            "unknown_region",
+            extra={"region_ids": [str(m) for m in missing]},
+            region_ids=", ".join(map(str, missing)),
+        )
+    if any(region.kind != RegionKind.community.value for region in found):
+        raise ValidationFailed("not_a_community")
+    if not _manages(scope, found):
+        # A street or district organizer pools across the communities they cover.
+        raise Forbidden("out_of_scope")
+    return sorted(found, key=lambda r: r.id)
+
+
+def _check_window(starts_at: datetime | None, ends_at: datetime | None, now: datetime) -> None:
+    if ends_at is not None and ends_at <= now:
+        raise ValidationFailed("invalid_event_window")
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise ValidationFailed("invalid_event_window")
+    if (starts_at or now) > now + MAX_WINDOW or (
+        ends_at is not None and ends_at > now + 2 * MAX_WINDOW
+    ):
+        raise ValidationFailed("invalid_event_window")
+
+
+async def _views(
+    session: AsyncSession, actor: Actor | None, events: Sequence[ClaimEvent]
+) -> list[EventView]:
+    ids = [e.id for e in events]
+    communities = await repository.communities_of(session, ids)
+    pooled = await repository.pool_counts(session, ids)
+    claimed = await repository.claimed_slots(session, ids)
+    scope = await scope_of(session, actor) if actor else None
+    views = []
+    for event in events:
+        view = EventView(
+            event=event,
+            communities=communities.get(event.id, []),
+            wishes_pooled=pooled.get(event.id, (0, 0))[0],
+            slots_pooled=pooled.get(event.id, (0, 0))[1],
+            slots_claimed=claimed.get(event.id, (0, 0))[0],
+            members=claimed.get(event.id, (0, 0))[1],
+        )
+        view.may_manage = scope is not None and _manages(scope, view.communities)
+        views.append(view)
+    return views
+
+
+async def _visible_event(
+    session: AsyncSession, actor: Actor, event_id: int, *, lock: bool = False
+) -> tuple[ClaimEvent, Scope, list[Region]]:
+    """The event, if the actor may see it: drafts only to organizers covering one of its
+    communities; scheduled, live and closed events to every signed-in user."""
+    event = await repository.get(session, event_id, lock=lock)
+    if event is None:
+        raise NotFound(resource="claim_event")
+    scope = await scope_of(session, actor)
+    communities = (await repository.communities_of(session, [event.id]))[event.id]
+    if event.status == EventStatus.draft.value and not any(scope.covers(c) for c in communities):
+        raise NotFound(resource="claim_event")
+    return event, scope, communities
+
+
+async def _managed_event(
+    session: AsyncSession, actor: Actor, event_id: int
+) -> tuple[ClaimEvent, list[Region]]:
+    event, scope, communities = await _visible_event(session, actor, event_id, lock=True)
+    if not _manages(scope, communities):
+        raise Forbidden("out_of_scope")
+    return event, communities
+
+
+async def create_event(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    title: str,
+    community_ids: Sequence[int],
+    mode: EventMode,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    per_member_quota: int,
+    wish_ids: Sequence[int] = (),
+) -> EventView:
+    now = utcnow()
+    scope = await scope_of(session, actor)
+    if not scope.is_organizer and not scope.is_admin:
+        raise Forbidden("organizer_required")
+    communities = await _require_communities(session, scope, community_ids)
+    _check_window(starts_at, ends_at, now)
+    event = ClaimEvent(
+        organizer_id=actor.user_id,
+        title=title,
+        mode=mode.value,
+        # A time to open is what makes a draft a scheduled event.
+        status=(EventStatus.scheduled if starts_at else EventStatus.draft).value,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        per_member_quota=per_member_quota,
+        board_token=secrets.token_urlsafe(24),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(event)
+    await session.flush()
+    await repository.set_communities(session, event.id, [c.id for c in communities])
+    if wish_ids:
+        await _select(session, event, communities, wish_ids, now)
+    return (await _views(session, actor, [event]))[0]
+
+
+async def update_event(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    event_id: int,
+    changes: dict[str, object],
+) -> EventView:
+    """Change a draft or scheduled event; setting ``starts_at`` schedules a draft, clearing
+    it makes a scheduled event a draft again."""
+    now = utcnow()
+    event, communities = await _managed_event(session, actor, event_id)
+    if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
+        raise InvalidState(resource="claim_event", current_state=event.status, action="update")
+    if "community_ids" in changes:
+        scope = await scope_of(session, actor)
+        ids = changes.pop("community_ids")
+        assert isinstance(ids, list)
+        communities = await _require_communities(session, scope, ids)
+        await repository.set_communities(session, event.id, [c.id for c in communities])
+    for name, value in changes.items():
+        setattr(event, name, value)
+    _check_window(event.starts_at, event.ends_at, now)
+    event.status = (EventStatus.scheduled if event.starts_at else EventStatus.draft).value
+    event.updated_at = now
+    event.version += 1
+    await session.flush()
+    return (await _views(session, actor, [event]))[0]
+
+
+async def get_event(session: AsyncSession, actor: Actor, *, event_id: int) -> EventView:
+    event, _, _ = await _visible_event(session, actor, event_id)
+    view = (await _views(session, actor, [event]))[0]
+    participant = await repository.participant(session, event.id, actor.user_id)
+    view.my_claims = participant.claims if participant else None
+    if event.mode == EventMode.allocate.value:
+        view.my_preferences = [
+            p.wish_id for p in await repository.preferences_of(session, event.id, actor.user_id)
+        ]
+    return view
+
+
+async def list_events(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    statuses: list[str] | None,
+    after_id: int | None,
+    limit: int,
+) -> list[EventView]:
+    scope = await scope_of(session, actor)
+    events = await repository.list_events(
+        session,
+        statuses=statuses,
+        include_drafts_of=[(g.kind, g.region_id) for g in scope.grants],
+        all_drafts=scope.is_admin,
+        after_id=after_id,
+        limit=limit,
+    )
+    return await _views(session, actor, events)
+
+
+async def _select(
+    session: AsyncSession,
+    event: ClaimEvent,
+    communities: Sequence[Region],
+    wish_ids: Sequence[int],
+    now: datetime,
+) -> None:
+    wishes = await repository.wishes_by_id(session, wish_ids)
+    community_ids = {c.id for c in communities}
+    wrong = sorted(
+        set(wish_ids) - {w.id for w in wishes.values() if w.community_id in community_ids}
+    )
+    if wrong:
+        # Only wishes of the event's own communities: its report is per community.
+        raise ValidationFailed(
+            "wishes_not_in_event_communities",
+            extra={"wish_ids": [str(w) for w in wrong]},
+            wish_ids=", ".join(map(str, wrong)),
+        )
+    await repository.select_wishes(session, event.id, list(wishes.values()), now)
+
+
+async def add_wishes(
+    session: AsyncSession, actor: Actor, *, event_id: int, wish_ids: Sequence[int]
+) -> EventView:
+    event, communities = await _managed_event(session, actor, event_id)
+    if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
+        raise InvalidState(resource="claim_event", current_state=event.status, action="add_wishes")
+    await _select(session, event, communities, wish_ids, utcnow())
+    return (await _views(session, actor, [event]))[0]
+
+
+async def remove_wish(
+    session: AsyncSession, actor: Actor, *, event_id: int, wish_id: int
+) -> EventView:
+    event, _ = await _managed_event(session, actor, event_id)
+    if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
+        raise InvalidState(
+            resource="claim_event", current_state=event.status, action="remove_wishes"
+        )
+    if not await repository.remove_wish(session, event.id, wish_id):
+        raise NotFound(resource="wish")
+    return (await _views(session, actor, [event]))[0]
+
+
+async def pool_page(
+    session: AsyncSession, actor: Actor, *, event_id: int, after_id: int | None, limit: int
+) -> Sequence[tuple[object, Wish]]:
+    await _visible_event(session, actor, event_id)
+    return await repository.pool_page(session, event_id, after_id=after_id, limit=limit)
+
+
+async def notify(session: AsyncSession, event_id: int) -> None:
+    """Wake the live feeds (every process, on commit: NOTIFY is transactional)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": NOTIFY_CHANNEL, "payload": str(event_id)},
+        )
+
+
+async def _open(session: AsyncSession, event: ClaimEvent, now: datetime, by: int | None) -> None:
+    communities = await repository.community_ids(session, event.id)
+    event.status = EventStatus.live.value
+    event.opened_at = now
+    event.opened_by = by
+    if event.starts_at is None or event.starts_at > now:
+        event.starts_at = now
+    event.updated_at = now
+    event.version += 1
+    await session.flush()
+    pooled = await repository.pool(session, event.id, communities, now)
+    logger.info("claim event %s opened with %s wishes pooled", event.id, pooled)
+    await notify(session, event.id)
+
+
+async def _close(session: AsyncSession, event: ClaimEvent, now: datetime, by: int | None) -> None:
+    was_live = event.status == EventStatus.live.value
+    if was_live and event.mode == EventMode.allocate.value:
+        await _run_allocation(session, event)
+    returned = await repository.return_home(session, event.id, now)
+    event.status = EventStatus.closed.value
+    event.closed_at = now
+    event.closed_by = by
+    event.updated_at = now
+    event.version += 1
+    await session.flush()
+    logger.info("claim event %s closed; %s wishes returned home", event.id, returned)
+    await notify(session, event.id)
+
+
+async def open_event(session: AsyncSession, actor: Actor, *, event_id: int) -> EventView:
+    """Open now, ahead of ``starts_at`` (from draft or scheduled)."""
+    event, _ = await _managed_event(session, actor, event_id)
+    if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
+        raise InvalidState(resource="claim_event", current_state=event.status, action="open_event")
+    now = utcnow()
+    if event.ends_at is not None and event.ends_at <= now:
+        raise ValidationFailed("invalid_event_window")
+    await _open(session, event, now, actor.user_id)
+    return (await _views(session, actor, [event]))[0]
+
+
+async def close_event(session: AsyncSession, actor: Actor, *, event_id: int) -> EventView:
+    """Close now: a live event returns its wishes home (allocating first in allocate mode);
+    a draft or scheduled one is called off."""
+    event, _ = await _managed_event(session, actor, event_id)
+    if event.status == EventStatus.closed.value:
+        raise InvalidState(resource="claim_event", current_state=event.status, action="close")
+    await _close(session, event, utcnow(), actor.user_id)
+    return (await _views(session, actor, [event]))[0]
+
+
+async def advance(session: AsyncSession, event_id: int, now: datetime) -> None:
+    """Open or close one event if its time has come (idempotent)."""
+    event = await repository.get(session, event_id, lock=True)
+    if event is None:
+        return
+    if (
+        event.status == EventStatus.scheduled.value
+        and event.starts_at is not None
+        and event.starts_at <= now
+    ):
+        if event.ends_at is not None and event.ends_at <= now:
+            # Caught up after a downtime longer than the whole window: open and close, so the
+            # event still has its pool and report, and nothing stays pooled.
+            await _open(session, event, event.starts_at, None)
+        else:
+            await _open(session, event, now, None)
+    if (
+        event.status == EventStatus.live.value
+        and event.ends_at is not None
+        and event.ends_at <= now
+    ):
+        await _close(session, event, now, None)
+
+
+async def advance_due(session: AsyncSession) -> int:
+    """The clock's job: open and close every event whose time has come."""
+    now = utcnow()
+    due = await repository.due_events(session, now)
+    for event_id, _ in due:
+        async with session.begin_nested():
+            await advance(session, event_id, now)
+    return len(due)
+
+
+async def catch_up(database: Database, event_id: int) -> None:
+    """Before serving an event: if the clock has not yet opened or closed it on time, do it
+    now, in its own write transaction (a read-only check otherwise)."""
+    now = utcnow()
+    async with database.transaction(write=False) as session:
+        event = await session.get(ClaimEvent, event_id)
+        due = event is not None and (
+            (
+                event.status == EventStatus.scheduled.value
+                and event.starts_at is not None
+                and event.starts_at <= now
+            )
+            or (
+                event.status == EventStatus.live.value
+                and event.ends_at is not None
+                and event.ends_at <= now
+            )
+        )
+    if due:
+        async with database.transaction(write=True) as session:
+            await advance(session, event_id, now)
+
+
+async def catch_up_all(database: Database) -> int:
+    """The event clock's tick: a cheap read; a write transaction only when something is due."""
+    now = utcnow()
+    async with database.transaction(write=False) as session:
+        due = await repository.due_events(session, now)
+    if not due:
+        return 0
+    async with database.transaction(write=True) as session:
+        return await advance_due(session)
+
+
+async def rush_claim(
+    session: AsyncSession, actor: Actor, *, event_id: int, wish_id: int, slots: int
+) -> Claim:
+    """First come, first served: the same race-free claim statement as a direct claim, on a
+    wish pooled in this live rush event, from any community, within the member's quota."""
+
+    async def explain_event() -> None:
+        event = await repository.get(session, event_id)
+        if event is None:
+            raise NotFound(resource="claim_event")
+        if event.status == EventStatus.draft.value:
+            scope = await scope_of(session, actor)
+            communities = (await repository.communities_of(session, [event.id]))[event.id]
+            if not any(scope.covers(c) for c in communities):
+                raise NotFound(resource="claim_event")
+        now = utcnow()
+        if (
+            event.status == EventStatus.live.value
+            and event.ends_at is not None
+            and event.ends_at <= now
+        ):
+            raise InvalidState(resource="claim_event", current_state="closed", action="claim")
+        if event.status != EventStatus.live.value:
+            raise InvalidState(resource="claim_event", current_state=event.status, action="claim")
+        if event.mode != EventMode.rush.value:
+            raise Conflict("wrong_event_mode", extra={"mode": event.mode}, mode=event.mode)
+
+    claim = await claims_service.claim_wish(
+        session,
+        actor,
+        wish_id=wish_id,
+        slots=slots,
+        source=ClaimSource.event,
+        kind=EventClaim.rush,
+        event_id=event_id,
+        explain_event=explain_event,
+    )
+    await notify(session, event_id)
+    return claim
+
+
+async def set_preferences(
+    session: AsyncSession, actor: Actor, *, event_id: int, wish_ids: Sequence[int]
+) -> list[int]:
+    if len(wish_ids) > MAX_PREFERENCES:
+        raise ValidationFailed("too_many_preferences", limit=MAX_PREFERENCES)
+    if len(set(wish_ids)) != len(wish_ids):
+        raise ValidationFailed("duplicate_preferences")
+    event, _, _ = await _visible_event(session, actor, event_id)
+    if event.mode != EventMode.allocate.value:
+        raise Conflict("wrong_event_mode", extra={"mode": event.mode}, mode=event.mode)
+    now = utcnow()
+    if event.status != EventStatus.live.value or (
+        event.ends_at is not None and event.ends_at <= now
+    ):
+        state = event.status if event.status != EventStatus.live.value else "closed"
+        raise InvalidState(resource="claim_event", current_state=state, action="rank")
+    await claims_service.require_active_member(session, actor)
+    pooled = {
+        e.wish_id
+        for e in await repository.pool_entries(session, event.id, [PoolState.pooled.value])
+    }
+    wrong = [w for w in wish_ids if w not in pooled]
+    if wrong:
+        raise ValidationFailed(
+            "not_in_event",
+            extra={"wish_ids": [str(w) for w in wrong]},
+        )
+    wishes = await repository.wishes_by_id(session, wish_ids)
+    if any(w.resident_id == actor.user_id for w in wishes.values()):
+        raise Conflict("own_wish")
+    await repository.replace_preferences(session, event.id, actor.user_id, wish_ids, now)
+    return list(wish_ids)
+
+
+async def get_preferences(session: AsyncSession, actor: Actor, *, event_id: int) -> list[int]:
+    event, _, _ = await _visible_event(session, actor, event_id)
+    rows: list[ClaimEventPreference] = await repository.preferences_of(
+        session, event.id, actor.user_id
+    )
+    return [p.wish_id for p in rows]
+
+
+async def _allocation_inputs(session: AsyncSession, event: ClaimEvent) -> AllocationInputs:
+    pooled = await repository.pooled_wishes(session, event.id)
+    wishes = [
+        (wish.id, wish.slots_total - wish.slots_claimed)
+        for _, wish in pooled
+        if wish.event_id == event.id and wish.slots_claimed < wish.slots_total
+    ]
+    preferences = await repository.all_preferences(session, event.id)
+    members = await repository.member_limits(
+        session, event.id, [m for m, _, _ in preferences], event.per_member_quota
+    )
+    return make_inputs(
+        seed=secrets.token_hex(16), wishes=wishes, members=members, preferences=preferences
+    )
+
+
+async def _run_allocation(session: AsyncSession, event: ClaimEvent) -> None:
+    """At close: the optimal assignment of the members' ranked wishes, each pair made a
+    claim through the claim statement in its own savepoint (a pair whose wish or member
+    changed meanwhile is skipped with its reason). Inputs, seed and result are stored."""
+    inputs = await _allocation_inputs(session, event)
+    result = allocate(inputs)
+    outcomes = []
+    for pair in result.pairs:
+        actor = Actor(user_id=pair.member_id)
+        try:
+            async with session.begin_nested():
+                claim = await claims_service.claim_wish(
+                    session,
+                    actor,
+                    wish_id=pair.wish_id,
+                    slots=1,
+                    source=ClaimSource.event,
+                    kind=EventClaim.allocation,
+                    event_id=event.id,
+                )
+            outcomes.append({"claim_id": str(claim.id), "skipped": None})
+        except (Conflict, Forbidden, NotFound) as refusal:
+            outcomes.append({"claim_id": None, "skipped": refusal.code})
+        except IntegrityError:
+            outcomes.append({"claim_id": None, "skipped": "already_claimed"})
+    recorded = result.to_json()
+    for pair, outcome in zip(recorded["pairs"], outcomes, strict=True):
+        pair.update(outcome)
+    event.allocation = {"inputs": inputs.to_json(), "result": recorded}
+
+
+async def allocation(session: AsyncSession, actor: Actor, *, event_id: int) -> dict[str, object]:
+    """The stored allocation and a recomputation from its stored inputs: anyone may check
+    that the published result is the optimum of those inputs."""
+    event, _, _ = await _visible_event(session, actor, event_id)
+    if event.mode != EventMode.allocate.value:
+        raise Conflict("wrong_event_mode", extra={"mode": event.mode}, mode=event.mode)
+    if event.allocation is None:
+        raise InvalidState(resource="claim_event", current_state=event.status, action="allocate")
+    stored = event.allocation
+    recomputed = allocate(AllocationInputs.from_json(stored["inputs"])).to_json()
+    stored_pairs = [
+        {k: p[k] for k in ("wish_id", "member_id", "rank")} for p in stored["result"]["pairs"]
+    ]
+    return {
+        "event_id": str(event.id),
+        "inputs": stored["inputs"],
+        "result": stored["result"],
+        "recomputed": recomputed,
+        "identical": recomputed["pairs"] == stored_pairs,
+    }
+
+
+@dataclass
+class Tally:
+    community_id: int
+    name: str
+    wishes_pooled: int = 0
+    slots_pooled: int = 0
+    slots_claimed: int = 0
+    slots_fulfilled: int = 0
+    wishes_filled: int = 0
+    members: set[int] = field(default_factory=set)
+    fill_seconds: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        filled_all = self.wishes_pooled > 0 and self.wishes_filled == self.wishes_pooled
+        ordered = sorted(self.fill_seconds)
+        median = None
+        if ordered:
+            middle = len(ordered) // 2
+            median = (
+                ordered[middle]
+                if len(ordered) % 2
+                else round((ordered[middle - 1] + ordered[middle]) / 2, 3)
+            )
+        return {
+            "community_id": self.community_id,
+            "name": self.name,
+            "wishes_pooled": self.wishes_pooled,
+            "slots_pooled": self.slots_pooled,
+            "slots_claimed": self.slots_claimed,
+            "slots_fulfilled": self.slots_fulfilled,
+            "wishes_filled": self.wishes_filled,
+            "members": len(self.members),
+            "time_to_fill_seconds": max(ordered) if filled_all else None,
+            "median_wish_fill_seconds": median,
+        }
+
+
+@dataclass
+class EventSummary:
+    """Per-community tallies of an event's pool, from its pooled wishes and its claims:
+    what the report, the board and the live feed show."""
+
+    event: ClaimEvent
+    tallies: list[Tally]
+    totals: Tally
+    wishes: list[tuple[Wish, int, int | None]]  # (wish, slots claimed in event, free at open)
+    claims: list[tuple[Claim, str]]
+    unclaimed: list[tuple[Wish, int, int]]  # (wish, free at open, claimed in event)
+
+
+async def summarise(session: AsyncSession, event: ClaimEvent) -> EventSummary:
+    communities = (await repository.communities_of(session, [event.id]))[event.id]
+    tallies = {c.id: Tally(community_id=c.id, name=c.name) for c in communities}
+    totals = Tally(community_id=0, name="合计")
+    pooled = await repository.pooled_wishes(session, event.id)
+    claims = await repository.event_claims(session, event.id)
+    live_claims = [(c, n) for c, n in claims if c.status in repository.LIVE_CLAIM]
+    by_wish: dict[int, list[Claim]] = {}
+    for claim, _ in live_claims:
+        by_wish.setdefault(claim.wish_id, []).append(claim)
+    wishes: list[tuple[Wish, int, int | None]] = []
+    unclaimed: list[tuple[Wish, int, int]] = []
+    for entry, wish in pooled:
+        tally = tallies.get(entry.community_id)
+        if tally is None:  # a community removed from the event after pooling: still counted
+            tally = tallies[entry.community_id] = Tally(entry.community_id, str(entry.community_id))
+        own = by_wish.get(wish.id, [])
+        claimed = sum(c.slots for c in own)
+        free = entry.slots_free_at_open or 0
+        wishes.append((wish, claimed, entry.slots_free_at_open))
+        for target in (tally, totals):
+            target.wishes_pooled += 1
+            target.slots_pooled += free
+            target.slots_claimed += claimed
+            target.slots_fulfilled += sum(c.slots for c in own if c.status == "fulfilled")
+            target.members.update(c.member_id for c in own)
+        if claimed >= free and own and event.opened_at is not None:
+            seconds = max(
+                0.0, round((max(c.created_at for c in own) - event.opened_at).total_seconds(), 3)
+            )
+            for target in (tally, totals):
+                target.wishes_filled += 1
+                target.fill_seconds.append(seconds)
+        elif claimed < free:
+            unclaimed.append((wish, free, claimed))
+    return EventSummary(
+        event=event,
+        tallies=sorted(tallies.values(), key=lambda t: t.community_id),
+        totals=totals,
+        wishes=wishes,
+        claims=claims,
+        unclaimed=unclaimed,
+    )
+
+
+async def report(session: AsyncSession, actor: Actor, *, event_id: int) -> EventSummary:
+    event, _, _ = await _visible_event(session, actor, event_id)
+    return await summarise(session, event)

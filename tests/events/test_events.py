@@ -1,0 +1,396 @@
+"""The claim event life cycle through the API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from app.main import create_app
+from tests.conftest import Api
+from tests.invariants import violations
+from tests.world import World, build_world
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(api: Api) -> World:
+    return await build_world(api)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def soon(seconds: float) -> str:
+    return iso(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+async def create_event(world: World, **fields: Any) -> httpx.Response:
+    body = {
+        "title": "七里站街道集中认领",
+        "community_ids": [world.regions["C1"], world.regions["C2"]],
+        "mode": "rush",
+        "per_member_quota": 2,
+        **fields,
+    }
+    return await world.api.client.post("/v1/claim-events", json=body, headers=world.organizer)
+
+
+async def event_claim(
+    world: World, event_id: str, wish_id: str, headers: dict[str, str], slots: int = 1
+) -> httpx.Response:
+    return await world.api.client.post(
+        f"/v1/claim-events/{event_id}/claims",
+        json={"wish_id": wish_id, "slots": slots},
+        headers=headers,
+    )
+
+
+async def test_create_refusals(world: World) -> None:
+    api = world.api
+    not_community = await create_event(world, community_ids=[world.regions["S1"]])
+    assert not_community.status_code == 422
+    assert not_community.json()["code"] == "not_a_community"
+    out_of_scope = await create_event(
+        world, community_ids=[world.regions["C1"], world.regions["C3"]]
+    )
+    assert out_of_scope.status_code == 403
+    assert out_of_scope.json()["code"] == "out_of_scope"
+    resident = await api.client.post(
+        "/v1/claim-events",
+        json={"title": "x", "community_ids": [world.regions["C1"]]},
+        headers=world.resident,
+    )
+    assert resident.status_code == 403
+    backwards = await create_event(world, starts_at=soon(3600), ends_at=soon(60))
+    assert backwards.status_code == 422
+    assert backwards.json()["code"] == "invalid_event_window"
+    past = await create_event(world, ends_at=soon(-60))
+    assert past.status_code == 422
+    bad_mode = await create_event(world, mode="lottery")
+    assert bad_mode.status_code == 422
+    assert bad_mode.json()["code"] == "validation_failed"
+    zero_quota = await create_event(world, per_member_quota=0)
+    assert zero_quota.status_code == 422
+    unknown = await create_event(world, community_ids=["999999"])
+    assert unknown.status_code == 422
+    assert unknown.json()["code"] == "unknown_region"
+    listed = await api.client.get("/v1/claim-events", headers=world.organizer)
+    assert listed.json()["items"] == []  # nothing was created
+
+
+async def test_rush_lifecycle(world: World) -> None:
+    api = world.api
+    c1_wish = await world.wish("C1", slots=2)
+    c2_wish = await world.wish("C2")
+    g1_wish = await world.wish("G1")  # a grid of C1: pooled with its community
+    c3_wish = await world.wish("C3")  # another street: not pooled
+    pending = await world.wish("C1", approve=False)
+
+    created = await create_event(world)
+    assert created.status_code == 201, created.text
+    event = created.json()
+    assert event["status"] == "draft"
+    assert event["mode"] == "rush"
+    assert {c["id"] for c in event["communities"]} == {world.regions["C1"], world.regions["C2"]}
+    assert event["board_url"].endswith(
+        f"/board/events/{event['id']}?token=" + event["board_url"].split("token=")[1]
+    )
+    event_id = event["id"]
+
+    # A draft is the organizers' business only.
+    member, _ = await world.member("C3")  # from another street: reaches C1 only here
+    hidden = await api.client.get(f"/v1/claim-events/{event_id}", headers=member)
+    assert hidden.status_code == 404
+    early = await event_claim(world, event_id, c1_wish["id"], member)
+    assert early.status_code == 404
+
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["status"] == "live"
+    assert opened.json()["wishes_pooled"] == 3
+    assert opened.json()["slots_pooled"] == 4
+    again = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert again.status_code == 409
+    assert again.json()["code"] == "invalid_state"
+    assert again.json()["current_state"] == "live"
+
+    pool = await api.client.get(f"/v1/claim-events/{event_id}/wishes", headers=member)
+    assert pool.status_code == 200
+    assert {w["wish_id"] for w in pool.json()["items"]} == {
+        c1_wish["id"],
+        c2_wish["id"],
+        g1_wish["id"],
+    }
+    assert all(w["in_pool_now"] for w in pool.json()["items"])
+
+    # In the event, a pooled wish is claimable only through it.
+    local, _ = await world.member("C1")
+    direct = await world.claim(c1_wish["id"], local)
+    assert direct.status_code == 409
+    assert direct.json()["code"] == "in_event"
+    assert direct.json()["event_id"] == event_id
+
+    # Through the event, from another street.
+    claimed = await event_claim(world, event_id, c1_wish["id"], member)
+    assert claimed.status_code == 201, claimed.text
+    assert claimed.json()["source"] == "event"
+    assert claimed.json()["event_id"] == event_id
+    twice = await event_claim(world, event_id, c1_wish["id"], member)
+    assert twice.status_code == 409
+    assert twice.json()["code"] == "already_claimed"
+    second = await event_claim(world, event_id, c2_wish["id"], member)
+    assert second.status_code == 201
+    over_quota = await event_claim(world, event_id, g1_wish["id"], member)
+    assert over_quota.status_code == 409
+    assert over_quota.json()["code"] == "quota_reached"
+    assert over_quota.json()["per_member_quota"] == 2
+    # Withdrawing gives the quota back.
+    withdrawn = await api.client.post(f"/v1/claims/{second.json()['id']}/withdraw", headers=member)
+    assert withdrawn.status_code == 200
+    third = await event_claim(world, event_id, g1_wish["id"], member)
+    assert third.status_code == 201
+
+    not_pooled = await event_claim(world, event_id, c3_wish["id"], local)
+    assert not_pooled.status_code == 409
+    assert not_pooled.json()["code"] == "not_in_event"
+    hidden_wish = await event_claim(world, event_id, pending["id"], local)
+    assert hidden_wish.status_code == 404
+    missing = await event_claim(world, event_id, "99999", local)
+    assert missing.status_code == 404
+    own = await event_claim(world, event_id, c2_wish["id"], world.resident)
+    assert own.status_code in (403, 409)
+    unknown_event = await event_claim(world, "99999", c2_wish["id"], local)
+    assert unknown_event.status_code == 404
+
+    detail = (await api.client.get(f"/v1/claim-events/{event_id}", headers=member)).json()
+    assert detail["my_claims"] == 2
+    assert detail["slots_claimed"] == 2
+    assert detail["board_url"] is None  # not for members
+
+    closed = await api.client.post(f"/v1/claim-events/{event_id}/close", headers=world.organizer)
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed"
+    late = await event_claim(world, event_id, c2_wish["id"], local)
+    assert late.status_code == 409
+    assert late.json()["current_state"] == "closed"
+
+    # Back home: what was not taken is directly claimable again.
+    home = await world.claim(c1_wish["id"], local)
+    assert home.status_code == 201, home.text
+    home_c2 = await world.claim(c2_wish["id"], (await world.member("C2"))[0])
+    assert home_c2.status_code == 201
+
+    report = await api.client.get(f"/v1/claim-events/{event_id}/report", headers=world.organizer)
+    assert report.status_code == 200
+    body = report.json()
+    assert body["totals"]["wishes_pooled"] == 3
+    assert body["totals"]["slots_pooled"] == 4
+    assert body["totals"]["slots_claimed"] == 2
+    assert body["totals"]["members"] == 1
+    by_community = {c["community_id"]: c for c in body["communities"]}
+    assert by_community[world.regions["C1"]]["wishes_pooled"] == 2
+    assert by_community[world.regions["C1"]]["wishes_filled"] == 1  # the grid wish
+    assert by_community[world.regions["C2"]]["slots_claimed"] == 0
+    assert {w["wish_id"] for w in body["unclaimed"]} == {c1_wish["id"], c2_wish["id"]}
+
+    as_csv = await api.client.get(
+        f"/v1/claim-events/{event_id}/report",
+        headers={**world.organizer, "Accept": "text/csv"},
+    )
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(as_csv.text.lstrip("\ufeff"))))
+    assert rows[0][1] == "社区"
+    assert rows[3][1] == "合计"
+    assert rows[3][4] == "2"
+    assert await violations(api.settings.database_url) == {}
+    assert await event_violations(api) == {}
+
+
+async def event_violations(api: Api) -> dict[str, list[tuple[object, ...]]]:
+    from tests.invariants import event_violations as check
+
+    return await check(api.settings.database_url)
+
+
+async def test_chosen_wishes_and_updates(world: World) -> None:
+    api = world.api
+    chosen = await world.wish("C1")
+    other = await world.wish("C1")
+    taken_meanwhile = await world.wish("C2")
+    created = await create_event(world, wish_ids=[chosen["id"], taken_meanwhile["id"]])
+    event_id = created.json()["id"]
+    outside = await api.client.post(
+        f"/v1/claim-events/{event_id}/wishes",
+        json={"wish_ids": [(await world.wish("C3"))["id"]]},
+        headers=world.organizer,
+    )
+    assert outside.status_code == 422
+    assert outside.json()["code"] == "wishes_not_in_event_communities"
+    added = await api.client.post(
+        f"/v1/claim-events/{event_id}/wishes",
+        json={"wish_ids": [other["id"]]},
+        headers=world.organizer,
+    )
+    assert added.status_code == 200
+    removed = await api.client.delete(
+        f"/v1/claim-events/{event_id}/wishes/{other['id']}", headers=world.organizer
+    )
+    assert removed.status_code == 200
+    scheduled = await api.client.patch(
+        f"/v1/claim-events/{event_id}",
+        json={"starts_at": soon(3600), "ends_at": soon(7200), "per_member_quota": 1},
+        headers=world.organizer,
+    )
+    assert scheduled.status_code == 200, scheduled.text
+    assert scheduled.json()["status"] == "scheduled"
+    assert scheduled.json()["per_member_quota"] == 1
+    # Visible to members once scheduled.
+    member, _ = await world.member("C2")
+    listed = await api.client.get("/v1/claim-events?status=scheduled", headers=member)
+    assert [e["id"] for e in listed.json()["items"]] == [event_id]
+    # Claimed directly before the opening: skipped at opening.
+    assert (await world.claim(taken_meanwhile["id"], member)).status_code == 201
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.json()["wishes_pooled"] == 1
+    pool = (await api.client.get(f"/v1/claim-events/{event_id}/wishes", headers=member)).json()
+    states = {w["wish_id"]: w["state"] for w in pool["items"]}
+    assert states == {
+        chosen["id"]: "pooled",
+        taken_meanwhile["id"]: "skipped",
+        other["id"]: "removed",
+    }
+    late_change = await api.client.patch(
+        f"/v1/claim-events/{event_id}", json={"title": "改名"}, headers=world.organizer
+    )
+    assert late_change.status_code == 409
+    # A member still claims the un-pooled wish directly.
+    assert (await world.claim(other["id"], (await world.member("C1"))[0])).status_code == 201
+
+
+async def test_clock_opens_and_closes_on_time(world: World) -> None:
+    api = world.api
+    wish = await world.wish("C1")
+    created = await create_event(world, starts_at=soon(1), ends_at=soon(3))
+    event = created.json()
+    assert event["status"] == "scheduled"
+    member, _ = await world.member("C3")
+    await asyncio.sleep(1.6)
+    live = await api.client.get(f"/v1/claim-events/{event['id']}", headers=member)
+    assert live.json()["status"] == "live"
+    assert (await event_claim(world, event["id"], wish["id"], member)).status_code == 201
+    await asyncio.sleep(2.0)
+    closed = await api.client.get(f"/v1/claim-events/{event['id']}", headers=member)
+    assert closed.json()["status"] == "closed"
+    assert await event_violations(api) == {}
+
+
+async def test_restart_while_live_catches_up(world: World) -> None:
+    """The server stops while an event is live and comes back after its end: the first tick
+    (or access) closes it and every pooled wish returns home."""
+    api = world.api
+    first = await world.wish("C1")
+    second = await world.wish("C2", slots=2)
+    event = (await create_event(world, starts_at=soon(600), ends_at=soon(1200))).json()
+    opened = await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    assert opened.json()["status"] == "live"
+    member, _ = await world.member("C3")
+    assert (await event_claim(world, event["id"], second["id"], member)).status_code == 201
+
+    # "Downtime": the event's end passes while no server runs.
+    await api.sql(
+        "UPDATE claim_events SET starts_at = :s, opened_at = :s, ends_at = :e WHERE id = :id",
+        s=datetime.now(UTC) - timedelta(seconds=60),
+        e=datetime.now(UTC) - timedelta(seconds=5),
+        id=int(event["id"]),
+    )
+    restarted = create_app(api.settings)
+    async with restarted.router.lifespan_context(restarted):
+        transport = httpx.ASGITransport(app=restarted)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            await asyncio.sleep(0.3)  # the first tick of the event clock
+            detail = await client.get(f"/v1/claim-events/{event['id']}", headers=member)
+            assert detail.json()["status"] == "closed"
+            rows = await api.sql("SELECT count(*) FROM wishes WHERE event_id IS NOT NULL")
+            assert rows[0][0] == 0
+            local, _ = await world.member("C1")
+            home = await client.post(
+                f"/v1/wishes/{first['id']}/claims", json={"slots": 1}, headers=local
+            )
+            assert home.status_code == 201, home.text
+    assert await event_violations(api) == {}
+
+
+async def test_restart_after_missing_the_whole_window(world: World) -> None:
+    api = world.api
+    await world.wish("C1")
+    event = (await create_event(world, starts_at=soon(600), ends_at=soon(1200))).json()
+    await api.sql(
+        "UPDATE claim_events SET starts_at = :s, ends_at = :e WHERE id = :id",
+        s=datetime.now(UTC) - timedelta(seconds=20),
+        e=datetime.now(UTC) - timedelta(seconds=10),
+        id=int(event["id"]),
+    )
+    detail = await api.client.get(f"/v1/claim-events/{event['id']}", headers=world.organizer)
+    assert detail.json()["status"] == "closed"
+    assert detail.json()["wishes_pooled"] == 1
+    rows = await api.sql("SELECT count(*) FROM wishes WHERE event_id IS NOT NULL")
+    assert rows[0][0] == 0
+
+
+async def test_allocate_mode(world: World) -> None:
+    api = world.api
+    popular = await world.wish("C1")
+    pair = await world.wish("C2", slots=2)
+    spare = await world.wish("C2")
+    event = (await create_event(world, mode="allocate", per_member_quota=1)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    a, a_id = await world.member("C3")
+    b, b_id = await world.member("C3")
+    c, c_id = await world.member("C1")
+    rush = await event_claim(world, event["id"], popular["id"], a)
+    assert rush.status_code == 409
+    assert rush.json()["code"] == "wrong_event_mode"
+
+    async def rank(headers: dict[str, str], body: Any) -> httpx.Response:
+        return await api.client.put(
+            f"/v1/claim-events/{event['id']}/preferences", json=body, headers=headers
+        )
+
+    # Everyone wants the popular wish first; only one can have it, and the optimum still
+    # places all three.
+    assert (await rank(a, [popular["id"], pair["id"]])).status_code == 200
+    assert (await rank(b, {"wish_ids": [popular["id"]]})).status_code == 200
+    assert (await rank(c, [popular["id"], spare["id"]])).status_code == 200
+    mine = await api.client.get(f"/v1/claim-events/{event['id']}/preferences", headers=a)
+    assert mine.json()["wish_ids"] == [popular["id"], pair["id"]]
+    duplicate = await rank(a, [pair["id"], pair["id"]])
+    assert duplicate.status_code == 422
+    outside = await rank(a, [(await world.wish("C3"))["id"]])
+    assert outside.status_code == 422
+    too_many = await rank(a, [str(i) for i in range(1, 30)])
+    assert too_many.status_code == 422
+
+    closed = await api.client.post(f"/v1/claim-events/{event['id']}/close", headers=world.organizer)
+    assert closed.status_code == 200, closed.text
+    allocation = await api.client.get(f"/v1/claim-events/{event['id']}/allocation", headers=a)
+    assert allocation.status_code == 200, allocation.text
+    body = allocation.json()
+    assert body["identical"] is True
+    got = {(p["wish_id"], p["member_id"]) for p in body["result"]["pairs"]}
+    assert got == {(popular["id"], b_id), (pair["id"], a_id), (spare["id"], c_id)}
+    assert all(p["claim_id"] for p in body["result"]["pairs"])
+    claims = (await api.client.get("/v1/me/claims", headers=a)).json()["items"]
+    assert [(x["wish_id"], x["source"], x["event_id"]) for x in claims] == [
+        (pair["id"], "event", event["id"])
+    ]
+    assert await violations(api.settings.database_url) == {}
+    assert await event_violations(api) == {}

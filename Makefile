@@ -4,6 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# The live board's browser test drives Debian's chromium through Playwright (a browser
+# cannot be downloaded here, so Playwright's own is never installed).
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint format openapi migrate seed bench-claims bench-matching clean
 
@@ -24,8 +28,12 @@ run: $(VENV)/.installed
 	$(BIN)/microwish serve --host $(HOST) --port $(PORT)
 
 ## Lint, type-check and run the whole suite (PostgreSQL too when MICROWISH_TEST_POSTGRES_URL is set).
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed lint $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
 lint: $(VENV)/.installed
 	$(BIN)/python -m ruff check .

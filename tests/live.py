@@ -60,7 +60,12 @@ def live_server(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
                 "--port",
                 str(port),
                 "--log-level",
-                "warning",
+                os.environ.get("MICROWISH_TEST_SERVER_LOG_LEVEL", "warning"),
+                # Longer than any pause of a loaded test client between two requests on a
+                # kept-alive connection: a server closing it just as the client reuses it
+                # fails that request with a ReadError (httpx does not retry it).
+                "--timeout-keep-alive",
+                "60",
             ],
             cwd=ROOT,
             env=environment,

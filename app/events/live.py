@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from app.core.config import Settings
-from app.core.db import Database, utcnow
+from app.core.db import Database, create_database, utcnow
 from app.events import repository, service
 from app.events.models import ClaimEvent
 from app.wishes.privacy import mask_name
@@ -155,6 +155,11 @@ class LiveFeeds:
 
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
+        # The feeds read through a small pool of their own: in a rush every request
+        # connection is busy, and a feed queued behind them would fall seconds behind.
+        self.reader = create_database(
+            settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 1})
+        )
         self.settings = settings
         self.feeds: dict[int, _Feed] = {}
         self.is_postgres = not settings.is_sqlite
@@ -171,6 +176,7 @@ class LiveFeeds:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.feeds.clear()
+        await self.reader.dispose()
 
     def _wake(self, event_id: int) -> None:
         feed = self.feeds.get(event_id)
@@ -204,9 +210,12 @@ class LiveFeeds:
                 logger.warning("live feed LISTEN connection failed; retrying", exc_info=True)
             await asyncio.sleep(1)
 
-    async def _summary(self, event_id: int) -> service.EventSummary | None:
-        await service.catch_up(self.database, event_id)
-        async with self.database.transaction(write=False) as session:
+    async def _summary(
+        self, event_id: int, *, catch_up: bool = False
+    ) -> service.EventSummary | None:
+        if catch_up:
+            await service.catch_up(self.database, event_id)
+        async with self.reader.transaction(write=False) as session:
             event = await repository.get(session, event_id)
             if event is None:
                 return None
@@ -276,7 +285,7 @@ class LiveFeeds:
         queue: asyncio.Queue[str] = asyncio.Queue()
         feed.subscribers.add(queue)
         try:
-            summary = await self._summary(event_id)
+            summary = await self._summary(event_id, catch_up=True)
             if summary is None:
                 return
             if feed.state is None:

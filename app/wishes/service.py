@@ -322,7 +322,7 @@ async def cancel(
         action="cancel",
         extra_conditions=[Wish.slots_fulfilled == 0],
     )
-    members = await claims_repository.end_all_active_claims_of_wish(
+    await claims_repository.end_all_active_claims_of_wish(
         session,
         wish_id=wish_id,
         values={
@@ -333,7 +333,6 @@ async def cancel(
             "updated_at": now,
         },
     )
-    await claims_repository.release_member_capacity(session, members)
     return view
 
 

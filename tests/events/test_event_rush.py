@@ -53,9 +53,7 @@ async def make_organizer(database_url: str, user_id: int) -> None:
         await engine.dispose()
 
 
-async def open_rush(
-    http: httpx.AsyncClient, people: Population, quota: int
-) -> dict[str, Any]:
+async def open_rush(http: httpx.AsyncClient, people: Population, quota: int) -> dict[str, Any]:
     admin = people.headers(people.resident_id)
     created = await http.post(
         "/v1/claim-events",
@@ -109,7 +107,10 @@ async def test_rush_on_a_pool(server: str, clean_database: str) -> None:
         async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as feed_http:
             feed = asyncio.create_task(
                 read_feed(
-                    feed_http, f"/v1/claim-events/{event_id}/stream?board_token={board}", seen, ready
+                    feed_http,
+                    f"/v1/claim-events/{event_id}/stream?board_token={board}",
+                    seen,
+                    ready,
                 )
             )
             await asyncio.wait_for(ready.wait(), 10)

@@ -394,3 +394,23 @@ async def test_allocate_mode(world: World) -> None:
     ]
     assert await violations(api.settings.database_url) == {}
     assert await event_violations(api) == {}
+
+
+async def test_cancelled_wish_gives_the_event_quota_back(world: World) -> None:
+    api = world.api
+    first = await world.wish("C1")
+    second = await world.wish("C2")
+    event = (await create_event(world, per_member_quota=1)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    assert (await event_claim(world, event["id"], first["id"], member)).status_code == 201
+    assert (await event_claim(world, event["id"], second["id"], member)).json()["code"] == (
+        "quota_reached"
+    )
+    cancelled = await api.client.post(
+        f"/v1/wishes/{first['id']}/cancel", json={"reason": "已解决"}, headers=world.resident
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await event_claim(world, event["id"], second["id"], member)).status_code == 201
+    assert await violations(api.settings.database_url) == {}
+    assert await event_violations(api) == {}

@@ -5,6 +5,7 @@ the live board in headless Chromium."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -210,3 +211,50 @@ async def test_board_shows_a_claim_within_a_second(server: str, clean_database: 
                 assert errors == []
             finally:
                 await browser.close()
+
+
+async def test_feed_reaches_every_server_process(
+    server: str, clean_database: str, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """On PostgreSQL a claim made through one server process reaches the feed served by
+    another at its commit (LISTEN/NOTIFY), well before the feeds' fallback poll (1 s).
+    SQLite runs one server process: there the same process serves both."""
+    people = await seed(clean_database, member_capacities=[3], wish_slots=[1])
+    await make_organizer(clean_database, people.resident_id)
+    log = tmp_path_factory.mktemp("second") / "server.log"
+    with contextlib.ExitStack() as stack:
+        other = server
+        if backend == "postgresql":
+            other = stack.enter_context(live_server(clean_database, log))
+        async with httpx.AsyncClient(base_url=server, timeout=TIMEOUT) as http:
+            event = await open_rush(http, people, quota=1)
+            seen: dict[str, float] = {}
+            ready = asyncio.Event()
+            async with httpx.AsyncClient(base_url=other, timeout=TIMEOUT) as feed_http:
+                token = event["board_url"].split("token=")[1]
+                feed = asyncio.create_task(
+                    read_feed(
+                        feed_http,
+                        f"/v1/claim-events/{event['id']}/stream?board_token={token}",
+                        seen,
+                        ready,
+                    )
+                )
+                await asyncio.wait_for(ready.wait(), 10)
+                await asyncio.sleep(0.2)
+                response = await http.post(
+                    f"/v1/claim-events/{event['id']}/claims",
+                    json={"wish_id": str(people.wish_ids[0])},
+                    headers=people.headers(people.member_ids[0]),
+                )
+                assert response.status_code == 201
+                answered = time.monotonic()
+                for _ in range(40):
+                    if response.json()["id"] in seen:
+                        break
+                    await asyncio.sleep(0.05)
+                feed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed
+            assert response.json()["id"] in seen
+            assert seen[response.json()["id"]] - answered < 0.6

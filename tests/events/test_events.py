@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.conftest import Api
+from tests.conftest import Api, make_settings
 from tests.invariants import violations
 from tests.world import World, build_world
 
@@ -414,3 +414,93 @@ async def test_cancelled_wish_gives_the_event_quota_back(world: World) -> None:
     assert (await event_claim(world, event["id"], second["id"], member)).status_code == 201
     assert await violations(api.settings.database_url) == {}
     assert await event_violations(api) == {}
+
+
+async def test_event_claims_are_rate_limited_per_member(world: World) -> None:
+    api = world.api
+    wishes = [await world.wish("C1") for _ in range(3)]
+    event = (await create_event(world, per_member_quota=3)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    other, _ = await world.member("C3")
+    limited = create_app(
+        make_settings(api.settings.database_url, event_claim_rate_limit="2/minute")
+    )
+    async with limited.router.lifespan_context(limited):
+        transport = httpx.ASGITransport(app=limited)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+
+            async def claim(wish: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+                return await client.post(
+                    f"/v1/claim-events/{event['id']}/claims",
+                    json={"wish_id": wish["id"]},
+                    headers=headers,
+                )
+
+            assert (await claim(wishes[0], member)).status_code == 201
+            assert (await claim(wishes[0], member)).status_code == 409  # counted too
+            refused = await claim(wishes[1], member)
+            assert refused.status_code == 429
+            assert refused.json()["code"] == "rate_limited"
+            assert int(refused.headers["Retry-After"]) >= 1
+            # Per member: another member is not held back.
+            assert (await claim(wishes[1], other)).status_code == 201
+    claims = await api.sql("SELECT count(*) FROM claims WHERE event_id IS NOT NULL")
+    assert claims[0][0] == 2
+
+
+async def test_stream_and_board_access(world: World) -> None:
+    api = world.api
+    event = (await create_event(world)).json()
+    stream = f"/v1/claim-events/{event['id']}/stream"
+    anonymous = await api.client.get(stream)
+    assert anonymous.status_code == 401
+    wrong = await api.client.get(stream + "?board_token=nope")
+    assert wrong.status_code == 404
+    member, _ = await world.member("C3")
+    draft = await api.client.get(stream, headers=member)  # a draft is not shown to members
+    assert draft.status_code == 404
+    board = await api.client.get(f"/board/events/{event['id']}")
+    assert board.status_code == 200
+    assert board.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in board.headers["content-security-policy"]
+    page = board.text
+    assert 'lang="zh-CN"' in page
+    assert "EventSource" in page
+    assert "http://" not in page  # no external assets
+    assert "https://" not in page
+
+
+async def test_bad_input_changes_nothing(world: World) -> None:
+    api = world.api
+    event = (await create_event(world)).json()
+    for path, body in [
+        ("/v1/claim-events", {"title": "", "community_ids": [world.regions["C1"]]}),
+        ("/v1/claim-events", {"title": "x" * 81, "community_ids": [world.regions["C1"]]}),
+        ("/v1/claim-events", {"title": "x", "community_ids": []}),
+        ("/v1/claim-events", {"title": "x", "community_ids": ["abc"]}),
+        ("/v1/claim-events", {"title": "x", "community_ids": [world.regions["C1"]], "x": 1}),
+        (
+            "/v1/claim-events",
+            {
+                "title": "x",
+                "community_ids": [world.regions["C1"]],
+                "starts_at": "2026-12-01T09:00:00",
+            },
+        ),
+        (f"/v1/claim-events/{event['id']}/claims", {"wish_id": "1", "slots": 0}),
+        (f"/v1/claim-events/{event['id']}/claims", {"slots": 1}),
+        (f"/v1/claim-events/{event['id']}/wishes", {"wish_ids": []}),
+    ]:
+        response = await api.client.post(path, json=body, headers=world.organizer)
+        assert response.status_code == 422, (path, body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    too_long = await api.client.get("/v1/claim-events?limit=101", headers=world.organizer)
+    assert too_long.status_code == 422
+    unknown = await api.client.get("/v1/claim-events/99999", headers=world.organizer)
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "not_found"
+    huge = await api.client.get("/v1/claim-events/99999999999999999999", headers=world.organizer)
+    assert huge.status_code == 422
+    listed = await api.client.get("/v1/claim-events", headers=world.organizer)
+    assert len(listed.json()["items"]) == 1

@@ -108,6 +108,11 @@ def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"demo people: {people.members} members, {people.residents} residents, "
             f"{people.wishes} wishes, {people.claims} claims"
         )
+    if report.events:
+        print(
+            f"demo claim events: {report.events} (one held, with its report; one scheduled "
+            "for tomorrow 09:00 Beijing time)"
+        )
     print("demo logins (phone / password):")
     for login in report.logins or []:
         print(f"  {login.role:<20} {login.phone}  {login.password}  ({login.display_name})")

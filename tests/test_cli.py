@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import normalize_database_url
 from tests.conftest import TEST_SECRET, empty_all_tables
-from tests.invariants import violations
+from tests.invariants import event_violations, violations
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,11 @@ async def test_seed_demo_builds_the_district_once(clean_database: str) -> None:
     assert "13 streets, 53 communities, 596 grids" in first.stdout
     assert "+8613800000000" in first.stdout
     assert "3000 members, 2000 residents, 5000 wishes" in first.stdout
+    assert "demo claim events: 2" in first.stdout
     assert await violations(clean_database) == {}
+    assert await event_violations(clean_database) == {}
+    events = await _rows(clean_database, "SELECT status FROM claim_events ORDER BY id")
+    assert [row[0] for row in events] == ["closed", "scheduled"]
     rows = await _rows(clean_database, "SELECT status, count(*) FROM wishes GROUP BY status")
     assert {row[0] for row in rows} == {
         "open",
@@ -56,6 +60,7 @@ async def test_seed_demo_builds_the_district_once(clean_database: str) -> None:
     second = run_cli(clean_database, "seed-demo")
     assert second.returncode == 0, second.stderr
     assert "already there" in second.stdout
+    assert "demo claim events" not in second.stdout
     await empty_all_tables(clean_database)
 
 

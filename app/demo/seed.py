@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import User
 from app.core.db import utcnow
 from app.core.security import hash_password
+from app.demo.events import seed_events
 from app.demo.people import DEMO_LOGINS, DEMO_PASSWORD, DemoAccounts, seed_people
 from app.regions.models import Region, RegionKind
 
@@ -45,6 +46,7 @@ class SeedReport:
     created_regions: bool = False
     logins: list[DemoLogin] | None = None
     people: DemoAccounts | None = None
+    events: int = 0
 
 
 def load_region_names() -> dict[str, Any]:
@@ -196,6 +198,11 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     assert report.logins is not None
     report.logins.append(DemoLogin("admin", DEMO_ADMIN_PHONE, DEMO_ADMIN_PASSWORD, "区管理员"))
     report.people = await seed_people(session, district.id)
+    qilizhan = await session.scalar(
+        select(Region.id).where(Region.name == "七里站街道", Region.kind == RegionKind.street.value)
+    )
+    if qilizhan is not None:
+        report.events = await seed_events(session, street_id=qilizhan)
     for role, phone, name in DEMO_LOGINS:
         report.logins.append(DemoLogin(role, phone, DEMO_PASSWORD, name))
     return report

@@ -9,7 +9,7 @@ PORT   ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint format openapi migrate seed bench-claims bench-matching clean
+.PHONY: run test lint format openapi migrate seed bench-claims bench-rush bench-matching clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "microwish needs Python 3.11 or newer")'
@@ -57,6 +57,9 @@ seed: $(VENV)/.installed
 ## Benchmarks (print tables; see README "Performance").
 bench-claims: $(VENV)/.installed
 	$(BIN)/python bench/claims.py
+
+bench-rush: $(VENV)/.installed
+	$(BIN)/python bench/rush.py
 
 bench-matching: $(VENV)/.installed
 	$(BIN)/python bench/matching.py

@@ -451,7 +451,9 @@ def free_port() -> int:
 class Server:
     """uvicorn on ``bench._app:app`` in a subprocess, its output in a temp file."""
 
-    def __init__(self, url: str, secret: str, log_path: Path) -> None:
+    def __init__(
+        self, url: str, secret: str, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = log_path
@@ -462,6 +464,7 @@ class Server:
             MICROWISH_SECRET_KEY=secret,
             MICROWISH_DB_POOL_SIZE="20",
         )
+        env.update(extra_env or {})
         command = [
             sys.executable,
             "-m",

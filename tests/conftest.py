@@ -42,7 +42,7 @@ security._DUMMY_HASH = security._password_hash.hash("microwish-timing-equaliser"
 POSTGRES_URL = os.environ.get("MICROWISH_TEST_POSTGRES_URL", "").strip()
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 # Rows the migrations insert, which every test expects to be there.
-REFERENCE_TABLES = {"categories"}
+REFERENCE_TABLES = {"categories", "sync_state"}
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
@@ -108,6 +108,11 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url,
         "secret_key": TEST_SECRET,
         "db_pool_size": 5,
+        # Every test user comes from one address (the ASGI client's): per-address auth
+        # limits sized for a real district would throttle the suite, not a guesser. Tests of
+        # the limits set their own; per-phone limits keep their defaults.
+        "auth_rate_limit": "100000/minute",
+        "otp_ip_rate_limit": "100000/minute",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

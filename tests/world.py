@@ -46,9 +46,13 @@ class World:
         )
         assert response.status_code == 201, response.text
         if capacity > 10:
-            await self.api.client.patch(
-                f"/v1/members/{user_id}", json={"capacity": capacity}, headers=self.admin
+            read = await self.api.client.get(f"/v1/members/{user_id}", headers=self.admin)
+            changed = await self.api.client.patch(
+                f"/v1/members/{user_id}",
+                json={"capacity": capacity},
+                headers={**self.admin, "If-Match": read.headers["etag"]},
             )
+            assert changed.status_code == 200, changed.text
         if approve:
             approved = await self.api.client.post(
                 f"/v1/members/{user_id}/approve", headers=self.admin

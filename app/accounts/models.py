@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -40,3 +40,27 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OtpCode(Base):
+    """The login code last sent to a phone (OTP login); only its HMAC is stored.
+
+    One row per phone: a new code replaces the previous one, so only the latest code works.
+    The phone is not a foreign key: codes go to unregistered phones too (first login
+    registers), and the answers are the same either way. Rows are deleted once expired.
+    """
+
+    __tablename__ = "otp_codes"
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_otp_codes_expires_at", "expires_at"),
+    )
+
+    phone: Mapped[str] = mapped_column(String(PHONE_MAX), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    # When the code was sent: another one may be asked for resend-cooldown seconds later.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Verification attempts, right or wrong; the code is dead at settings.otp_max_attempts.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,21 +1,65 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
 
 from app.accounts import service
-from app.accounts.schemas import RefreshRequest, RegisterRequest, TokenPair, TokenRequest, UserRead
+from app.accounts.schemas import (
+    OtpRequest,
+    OtpSentRead,
+    OtpVerify,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+    TokenRequest,
+    UserRead,
+)
 from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, DbSession
 from app.core.problems import problem_responses
+from app.core.ratelimit import RateLimits, client_ip
+from app.core.sms import SmsOutbox
 
 router = APIRouter(tags=["accounts"])
+
+
+async def _rate_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+async def _sms_outbox(request: Request) -> SmsOutbox:
+    outbox: SmsOutbox = request.app.state.sms
+    return outbox
+
+
+Limits = Annotated[RateLimits, Depends(_rate_limits)]
+Sms = Annotated[SmsOutbox, Depends(_sms_outbox)]
+
+
+# Per-address limits run as route dependencies: before the request's transaction is opened,
+# so a flood of refused requests never takes the database (or SQLite's write lock).
+async def _limit_auth_per_ip(request: Request, limits: Limits) -> None:
+    await limits.hit(limits.auth_ip, "auth_ip", client_ip(request))
+
+
+async def _limit_otp_per_ip(request: Request, limits: Limits) -> None:
+    await limits.hit(limits.otp_ip, "otp_ip", client_ip(request))
+
+
+AUTH_PER_IP = [Depends(_limit_auth_per_ip)]
+OTP_PER_IP = [Depends(_limit_otp_per_ip)]
 
 
 @router.post(
     "/v1/auth/register",
     status_code=201,
     summary="Register with phone and password (as a resident)",
-    responses=problem_responses(400, 409, 422),
+    description="429 `rate_limited` (per client address) with `Retry-After`.",
+    dependencies=AUTH_PER_IP,
+    responses=problem_responses(400, 409, 422, 429),
 )
 async def register(body: RegisterRequest, session: DbSession) -> UserRead:
     user = await service.register(
@@ -27,21 +71,65 @@ async def register(body: RegisterRequest, session: DbSession) -> UserRead:
 @router.post(
     "/v1/auth/token",
     summary="Log in with phone and password",
-    responses=problem_responses(400, 401, 422),
+    description="401 `invalid_credentials`; 429 `rate_limited` with `Retry-After`, per phone "
+    "and per client address (password guessing is throttled).",
+    dependencies=AUTH_PER_IP,
+    responses=problem_responses(400, 401, 422, 429),
 )
-async def issue_token(body: TokenRequest, session: DbSession, settings: AppSettings) -> TokenPair:
-    return await service.login(session, phone=body.phone, password=body.password, settings=settings)
+async def issue_token(
+    body: TokenRequest, session: DbSession, settings: AppSettings, limits: Limits
+) -> TokenPair:
+    return await service.login(
+        session, phone=body.phone, password=body.password, settings=settings, limits=limits
+    )
 
 
 @router.post(
     "/v1/auth/refresh",
     summary="Exchange a refresh token for a new pair (the old one is spent)",
-    responses=problem_responses(400, 401, 422),
+    description="401 `invalid_refresh_token`; 429 `rate_limited` (per client address).",
+    dependencies=AUTH_PER_IP,
+    responses=problem_responses(400, 401, 422, 429),
 )
 async def refresh_token(
     body: RefreshRequest, session: DbSession, settings: AppSettings
 ) -> TokenPair:
     return await service.refresh(session, refresh_token=body.refresh_token, settings=settings)
+
+
+@router.post(
+    "/v1/auth/otp/request",
+    status_code=202,
+    summary="Text a 6-digit login code to a phone",
+    description="The same answer whether or not the phone has an account (the first login "
+    "with a code registers it). The code is valid `expires_in` seconds, for one login and "
+    "at most 5 tries; asking again replaces it. 429 with `Retry-After`: `otp_cooldown` "
+    "(another code within `resend_after` seconds of the last), `rate_limited` (too many "
+    "codes for this phone or from this address).",
+    dependencies=OTP_PER_IP,
+    responses=problem_responses(400, 422, 429),
+)
+async def request_otp(
+    body: OtpRequest, session: DbSession, settings: AppSettings, limits: Limits, sms: Sms
+) -> OtpSentRead:
+    sent = await service.request_otp(
+        session, phone=body.phone, settings=settings, limits=limits, sms=sms
+    )
+    return OtpSentRead(expires_in=sent.expires_in, resend_after=sent.resend_after)
+
+
+@router.post(
+    "/v1/auth/otp/verify",
+    summary="Log in with a texted code (registers the phone on its first login)",
+    description="The same token pair as `POST /v1/auth/token`. 400 `otp_invalid` (wrong "
+    "code, with `attempts_remaining`), `otp_attempts_exceeded` (the code is dead after 5 "
+    "wrong tries), `otp_expired` (expired, used, or never sent): ask for a new code. 429 "
+    "`rate_limited` (per client address) with `Retry-After`.",
+    dependencies=AUTH_PER_IP,
+    responses=problem_responses(400, 422, 429),
+)
+async def verify_otp(body: OtpVerify, session: DbSession, settings: AppSettings) -> TokenPair:
+    return await service.verify_otp(session, phone=body.phone, code=body.code, settings=settings)
 
 
 @router.get(

@@ -58,6 +58,42 @@ class RefreshRequest(BaseModel):
     refresh_token: RefreshTokenValue
 
 
+class OtpRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"phone": "13800138000"}}
+    )
+
+    phone: Phone
+
+
+OtpCodeValue = Annotated[
+    str,
+    # [0-9], not \d: \d also matches the digits of other scripts.
+    StringConstraints(pattern=r"^[0-9]{6}$"),
+    Field(description="The 6 digits texted to the phone.", examples=["123456"]),
+]
+
+
+class OtpVerify(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"phone": "13800138000", "code": "123456"}}
+    )
+
+    phone: Phone
+    code: OtpCodeValue
+
+
+class OtpSentRead(BaseModel):
+    """The code is on its way (whether or not the phone has an account)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"expires_in": 300, "resend_after": 60}}
+    )
+
+    expires_in: int = Field(description="Seconds the code stays valid.")
+    resend_after: int = Field(description="Seconds before another code may be asked for.")
+
+
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -46,6 +46,13 @@ class Claim(Base):
         Index("ix_claims_member_id_id", "member_id", "id"),
         Index("ix_claims_wish_id_status", "wish_id", "status"),
         Index("ix_claims_event_id_id", "event_id", "id"),
+        # The release and reminder clock jobs read active claims by deadline.
+        Index(
+            "ix_claims_active_deadline",
+            "deadline",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -64,3 +71,11 @@ class Claim(Base):
     # The claim event it was made in (rush or allocation), else NULL.
     event_id: Mapped[int | None] = mapped_column(ForeignKey("claim_events.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # Fulfil by then or the claim is released (set when the claim is made; NULL: none, as
+    # for claims that had ended before deadlines existed). ``extended_at``: the member's one
+    # extension; ``reminded_at``: the reminder before the current deadline was sent.
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stamped by a database trigger on every write, never by the application (app/sync).
+    sync_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

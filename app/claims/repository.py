@@ -12,7 +12,7 @@ one of them, so concurrent claims, withdrawals and fulfilments queue instead of 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -38,8 +38,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
+from app.claims.deadlines import ClaimPeriods
 from app.claims.models import Claim, ClaimStatus
-from app.core.db import UTCDateTime
+from app.core.db import UTCDateTime, fetch_one_on_driver
 from app.core.pagination import after
 from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
@@ -48,9 +49,12 @@ from app.wishes.models import Wish, WishStatus
 
 @dataclass(frozen=True)
 class WishLevels:
-    """The region ids of the wish just claimed, from the district down."""
+    """The wish just claimed: its region ids from the district down, its category and its
+    deadline (what the claim's deadline is chosen from)."""
 
     ids: tuple[int, ...]
+    category: str
+    deadline: datetime | None
 
 
 # The hot path's statements are built once, on the tables (Core, not the ORM), with bind
@@ -119,6 +123,8 @@ def _take_wish_slots(kind: EventClaim) -> Any:
             _wishes.c.street_id,
             _wishes.c.community_id,
             _wishes.c.grid_id,
+            _wishes.c.category,
+            _wishes.c.deadline,
         )
     )
 
@@ -189,7 +195,29 @@ class ClaimAttempt:
     quota_taken: bool = True
 
 
-def _claim_in_one_statement(anywhere: bool, kind: EventClaim = EventClaim.direct) -> Any:
+def claim_deadline(category: Any, wish_deadline: Any, categories: tuple[str, ...]) -> Any:
+    """The new claim's deadline, from the wish row being claimed: the end of its category's
+    period (bind parameters ``deadline_0``… for ``categories``, else ``deadline_default``:
+    ``ClaimPeriods.params()``, computed in Python, so no database date arithmetic), never
+    later than the wish's own deadline. ``ClaimPeriods.deadline_for`` is the same rule."""
+    period_end: Any = bindparam("deadline_default", type_=UTCDateTime())
+    if categories:
+        period_end = case(
+            *(
+                (category == literal(slug), bindparam(f"deadline_{index}", type_=UTCDateTime()))
+                for index, slug in enumerate(categories)
+            ),
+            else_=period_end,
+        )
+    return case(
+        (wish_deadline.is_not(None) & (wish_deadline < period_end), wish_deadline),
+        else_=period_end,
+    )
+
+
+def _claim_in_one_statement(
+    anywhere: bool, kind: EventClaim = EventClaim.direct, deadline_categories: tuple[str, ...] = ()
+) -> Any:
     """PostgreSQL: the steps below as one statement (data-modifying CTEs), one round trip.
     Same conditions, built from the same expressions; each step runs only if the one before
     it took what it needed, and the claim is inserted only if all did. Lock order: wish,
@@ -237,6 +265,7 @@ def _claim_in_one_statement(anywhere: bool, kind: EventClaim = EventClaim.direct
                 "created_at",
                 "updated_at",
                 "version",
+                "deadline",
             ],
             select(
                 wish.c.id,
@@ -248,6 +277,7 @@ def _claim_in_one_statement(anywhere: bool, kind: EventClaim = EventClaim.direct
                 bindparam("now", type_=UTCDateTime()),
                 bindparam("now", type_=UTCDateTime()),
                 literal(1),
+                claim_deadline(wish.c.category, wish.c.deadline, deadline_categories),
             ).select_from(takers),
         )
         .returning(*_claims.c)
@@ -295,7 +325,12 @@ async def take_wish_slots(
     ).first()
     if row is None:
         return None
-    return WishLevels(ids=tuple(level for level in row[1:] if level is not None))
+    levels = (row.district_id, row.street_id, row.community_id, row.grid_id)
+    return WishLevels(
+        ids=tuple(level for level in levels if level is not None),
+        category=row.category,
+        deadline=row.deadline,
+    )
 
 
 async def take_member_capacity(
@@ -329,6 +364,22 @@ _CLAIM_STATEMENTS = {
         anywhere=True, kind=EventClaim.allocation
     ),
 }
+# Claim deadlines: with per-category periods configured, the statements' deadline CASE names
+# those categories; built once per (kind, anywhere, categories) on first use.
+_CLAIM_STATEMENTS_BY_CATEGORIES: dict[tuple[EventClaim, bool, tuple[str, ...]], Any] = {}
+
+
+def _claim_statement(kind: EventClaim, anywhere: bool, deadline_categories: tuple[str, ...]) -> Any:
+    if not deadline_categories:
+        return _CLAIM_STATEMENTS[(kind, anywhere)]
+    key = (kind, anywhere, deadline_categories)
+    statement = _CLAIM_STATEMENTS_BY_CATEGORIES.get(key)
+    if statement is None:
+        statement = _claim_in_one_statement(anywhere, kind, deadline_categories)
+        _CLAIM_STATEMENTS_BY_CATEGORIES[key] = statement
+    return statement
+
+
 _CLAIM_COLUMNS = tuple(column.name for column in _claims.c)
 
 
@@ -341,31 +392,35 @@ async def attempt_claim(
     source: str,
     now: datetime,
     anywhere: bool,
+    periods: ClaimPeriods,
     kind: EventClaim = EventClaim.direct,
     event_id: int | None = None,
 ) -> ClaimAttempt:
-    """Take slots, capacity, the event quota (event claims), and insert the claim; raises
-    IntegrityError when the member already holds a live claim on the wish. One statement on
-    PostgreSQL; on SQLite, where writers are serialized anyway, the same steps one after
-    another. Event claims are claims from anywhere."""
+    """Take slots, capacity, the event quota (event claims), and insert the claim with its
+    deadline (from ``periods``, by the wish's category and deadline); raises IntegrityError
+    when the member already holds a live claim on the wish. One statement on PostgreSQL; on
+    SQLite, where writers are serialized anyway, the same steps one after another. Event
+    claims are claims from anywhere."""
     connection = await session.connection()
     if kind is not EventClaim.direct:
         anywhere = True
     if connection.dialect.name == "postgresql":
-        row = (
-            await connection.execute(
-                _CLAIM_STATEMENTS[(kind, anywhere)],
-                {
-                    "wish_id": wish_id,
-                    "member_id": member_id,
-                    "claimer_id": member_id,
-                    "slots": slots,
-                    "source": source,
-                    "now": now,
-                    "pool_event_id": event_id,
-                },
-            )
-        ).one()
+        # On the asyncpg connection itself, in the session's transaction: SQLAlchemy's
+        # per-execution work cost about as much server CPU as the statement's round trip.
+        row = await fetch_one_on_driver(
+            connection,
+            _claim_statement(kind, anywhere, periods.categories),
+            {
+                "wish_id": wish_id,
+                "member_id": member_id,
+                "claimer_id": member_id,
+                "slots": slots,
+                "source": source,
+                "now": now,
+                "pool_event_id": event_id,
+                **periods.params(),  # claim deadlines
+            },
+        )
         claim = None
         if row.id is not None:
             claim = Claim(**{name: getattr(row, name) for name in _CLAIM_COLUMNS})
@@ -406,6 +461,7 @@ async def attempt_claim(
             "created_at": now,
             "updated_at": now,
             "version": 1,
+            "deadline": periods.deadline_for(levels.category, levels.deadline),
         },
     )
     return ClaimAttempt(wish_taken=True, capacity_taken=True, claim=claim)
@@ -438,6 +494,121 @@ async def end_active_claim(
         update(Claim)
         .where(Claim.id == claim_id, Claim.status == ClaimStatus.active.value)
         .values(version=Claim.version + 1, **values)
+        .returning(Claim)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_wishes(session: AsyncSession, wish_ids: Iterable[int]) -> dict[int, Wish]:
+    """``lock_wish`` for several wishes at once, in id order (PostgreSQL locks the rows in
+    the order the statement returns them), so two such transactions queue, never deadlock."""
+    ids = sorted(set(wish_ids))
+    if not ids:
+        return {}
+    wishes = await session.scalars(
+        select(Wish)
+        .where(Wish.id.in_(ids))
+        .order_by(Wish.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {wish.id: wish for wish in wishes}
+
+
+# --- claim deadlines -----------------------------------------------------------------------
+
+
+async def overdue_claims(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[tuple[int, int]]:
+    """(claim id, wish id) of active claims past their deadline, earliest first (read from
+    the partial index on active claims' deadlines; no lock: see ``release_overdue_claims``)."""
+    rows = await session.execute(
+        select(Claim.id, Claim.wish_id)
+        .where(Claim.status == ClaimStatus.active.value, Claim.deadline <= now)
+        .order_by(Claim.deadline, Claim.id)
+        .limit(limit)
+    )
+    return [(row.id, row.wish_id) for row in rows]
+
+
+async def release_overdue_claims(
+    session: AsyncSession, *, claim_ids: Sequence[int], now: datetime
+) -> list[Claim]:
+    """Move those of ``claim_ids`` that are still active and past their deadline to
+    ``released``. Each row is conditional, so a claim fulfilled, withdrawn, extended or
+    released (by another server's clock) since it was read is left alone: never twice."""
+    released = await session.scalars(
+        update(Claim)
+        .where(
+            Claim.id.in_(list(claim_ids)),
+            Claim.status == ClaimStatus.active.value,
+            Claim.deadline <= now,
+        )
+        .values(
+            status=ClaimStatus.released.value,
+            ended_at=now,
+            updated_at=now,
+            version=Claim.version + 1,
+        )
+        .returning(Claim)
+        .execution_options(populate_existing=True)
+    )
+    return sorted(released.all(), key=lambda claim: claim.id)
+
+
+async def mark_reminders_due(
+    session: AsyncSession, *, now: datetime, until: datetime, limit: int
+) -> list[Claim]:
+    """Mark (``reminded_at``) up to ``limit`` active, not yet reminded claims whose deadline
+    is in (now, until] and return them: whoever marks a claim sends its reminder, so it is
+    sent once however many servers run the clock."""
+    due_conditions = (
+        Claim.status == ClaimStatus.active.value,
+        Claim.reminded_at.is_(None),
+        Claim.deadline > now,
+        Claim.deadline <= until,
+    )
+    due = select(Claim.id).where(*due_conditions).order_by(Claim.deadline, Claim.id).limit(limit)
+    reminded = await session.scalars(
+        update(Claim)
+        .where(Claim.id.in_(due.scalar_subquery()), *due_conditions)
+        .values(reminded_at=now)
+        .returning(Claim)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    return sorted(reminded.all(), key=lambda claim: claim.id)
+
+
+async def extend_claim(
+    session: AsyncSession,
+    *,
+    claim_id: int,
+    member_id: int,
+    current_deadline: datetime,
+    new_deadline: datetime,
+    now: datetime,
+) -> Claim | None:
+    """The member's one extension; None unless the claim is still theirs, active, not yet
+    extended, not past its deadline and still due at ``current_deadline``. A reminder is due
+    again before the new deadline."""
+    return await session.scalar(
+        update(Claim)
+        .where(
+            Claim.id == claim_id,
+            Claim.member_id == member_id,
+            Claim.status == ClaimStatus.active.value,
+            Claim.extended_at.is_(None),
+            Claim.deadline == current_deadline,
+            Claim.deadline > now,
+        )
+        .values(
+            deadline=new_deadline,
+            extended_at=now,
+            reminded_at=None,
+            updated_at=now,
+            version=Claim.version + 1,
+        )
         .returning(Claim)
         .execution_options(populate_existing=True)
     )

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.claims import service
 from app.claims.models import Claim, ClaimSource, ClaimStatus
 from app.claims.schemas import ClaimCreate, ClaimPage, ClaimRead, FulfilIn, RevokeIn, WishBrief
 from app.core.auth import CurrentActor
+from app.core.conditional import etag, not_modified
 from app.core.deps import AppSettings, DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
+from app.core.ratelimit import RateLimits
 from app.core.types import MAX_ID
 from app.wishes.models import Wish, WishStatus
 
@@ -39,6 +41,8 @@ def claim_read(
         fulfil_note=claim.fulfil_note,
         ended_at=claim.ended_at,
         end_reason=claim.end_reason,
+        deadline=claim.deadline,
+        extended_at=claim.extended_at,
         wish=WishBrief(
             id=wish.id,
             title=wish.title,
@@ -60,15 +64,18 @@ def claim_read(
         "403 `not_a_member`, `member_not_active`, `out_of_area` (direct claims reach the "
         "member's home community and roster service regions)."
     ),
-    responses=problem_responses(400, 401, 403, 404, 409, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429),
 )
 async def claim_wish(
     wish_id: WishId,
+    request: Request,
     session: DbSession,
     actor: CurrentActor,
     settings: AppSettings,
     body: ClaimCreate | None = None,
 ) -> ClaimRead:
+    limits: RateLimits = request.app.state.rate_limits
+    await limits.hit(limits.claims, "claim", str(actor.user_id))
     claim = await service.claim_wish(
         session,
         actor,
@@ -123,11 +130,23 @@ async def list_my_claims(
 
 @router.get(
     "/v1/claims/{claim_id}",
-    summary="A claim (the claimer, the wish's owner, organizers in scope)",
-    responses=problem_responses(401, 404, 422),
+    summary="A claim (the claimer, the wish's owner, organizers in scope; with an ETag)",
+    responses={**problem_responses(401, 404, 422), 304: {"description": "Not modified"}},
 )
-async def get_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
+async def get_claim(
+    claim_id: ClaimId,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
+) -> ClaimRead:
     claim, wish = await service.get_claim(session, actor, claim_id=claim_id)
+    # The claim embeds a brief of its wish: both versions name the representation.
+    current = etag("claim", claim.id, f"{claim.version}.{wish.version}")
+    unchanged = not_modified(request, current)
+    if unchanged is not None:
+        return unchanged  # type: ignore[return-value]
+    response.headers["ETag"] = current
     return claim_read(claim, wish=wish)
 
 
@@ -138,6 +157,20 @@ async def get_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) 
 )
 async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
     return claim_read(await service.withdraw(session, actor, claim_id=claim_id))
+
+
+@router.post(
+    "/v1/claims/{claim_id}/extend",
+    summary="Extend my active claim's deadline, once",
+    description=(
+        "Adds the wish category's claim period again, never past the wish's own deadline. "
+        "409 `already_extended`, `wish_deadline_reached`, `invalid_state` (not active, or "
+        "already past its deadline)."
+    ),
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def extend_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
+    return claim_read(await service.extend(session, actor, claim_id=claim_id))
 
 
 @router.post(

@@ -58,6 +58,13 @@ class ClaimRead(BaseModel):
     fulfil_note: str | None
     ended_at: datetime | None
     end_reason: str | None
+    deadline: datetime | None = Field(
+        default=None,
+        description="Fulfil by then, or the claim is released (null: no deadline).",
+    )
+    extended_at: datetime | None = Field(
+        default=None, description="When the member used their one extension."
+    )
     wish: WishBrief | None = None
 
 

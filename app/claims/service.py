@@ -3,13 +3,15 @@ statements in ``repository``; this module orders them and explains refusals."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.claims import repository
+from app.claims import deadlines, repository
 from app.claims.models import Claim, ClaimSource, ClaimStatus
 from app.claims.repository import EventClaim
 from app.core.actor import Actor
@@ -18,10 +20,19 @@ from app.core.errors import Conflict, Forbidden, InvalidState, NotFound
 from app.events.models import ClaimEvent
 from app.members import repository as members_repository
 from app.members.models import MemberStatus
+from app.notifications import service as notifications
+from app.notifications.models import NotificationKind
 from app.regions.access import scope_of
 from app.wishes import repository as wishes_repository
 from app.wishes.models import LIVE_STATUSES, NEVER_PUBLISHED, Wish, WishStatus
 from app.wishes.service import is_owner, may_see
+
+logger = logging.getLogger("microwish.claims")
+
+# Claims released, and reminders sent, per clock tick (one transaction each): a backlog,
+# e.g. after downtime, is worked off over a few ticks instead of in one long transaction.
+RELEASE_BATCH = 100
+REMINDER_BATCH = 200
 
 
 async def claim_wish(
@@ -51,13 +62,27 @@ async def claim_wish(
             source=source.value,
             now=now,
             anywhere=district_wide,
+            periods=deadlines.policy_of(session.info).periods(now),
             kind=kind,
             event_id=event_id,
         )
     except IntegrityError as exc:  # the partial unique index on live (wish, member) claims
         raise Conflict("already_claimed") from exc
     if attempt.claim is not None:
-        return attempt.claim
+        claim = attempt.claim
+        # One INSERT (the wish's title comes from the wish row in the same statement).
+        await notifications.notify_wish_owner(
+            session,
+            wish_id=wish_id,
+            kind=NotificationKind.wish_claimed,
+            data={
+                "claim_id": str(claim.id),
+                "slots": claim.slots,
+                "source": claim.source,
+                "event_id": str(event_id) if event_id is not None else None,
+            },
+        )
+        return claim
     if not attempt.wish_taken:
         if explain_event is not None:
             await explain_event()
@@ -222,7 +247,7 @@ async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: 
     wish = await wishes_repository.get(session, claim.wish_id)
     if wish is None or not (await scope_of(session, actor)).covers(wish):
         raise Forbidden("out_of_scope")
-    return await _end_claim(
+    revoked = await _end_claim(
         session,
         claim,
         status=ClaimStatus.revoked,
@@ -230,6 +255,19 @@ async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: 
         ended_by=actor.user_id,
         reason=reason,
     )
+    await notifications.notify(
+        session,
+        user_ids=[revoked.member_id],
+        kind=NotificationKind.claim_revoked,
+        data={
+            "claim_id": str(revoked.id),
+            "wish_id": str(wish.id),
+            "wish_title": wish.title,
+            "cause": "organizer",
+            "reason": reason,
+        },
+    )
+    return revoked
 
 
 async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: str) -> Claim:
@@ -247,6 +285,13 @@ async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: st
         },
     )
     await repository.count_fulfilled_slots(session, wish_id=done.wish_id, slots=done.slots, now=now)
+    # wish_status "fulfilled" when this was the last slot: the resident may confirm now.
+    await notifications.notify_wish_owner(
+        session,
+        wish_id=done.wish_id,
+        kind=NotificationKind.claim_fulfilled,
+        data={"claim_id": str(done.id), "slots": done.slots},
+    )
     return done
 
 
@@ -290,3 +335,124 @@ async def claims_of_wish(
     ):
         raise Forbidden()
     return await repository.list_for_wish(session, wish_id=wish_id, after_id=after_id, limit=limit)
+
+
+# --- claim deadlines -----------------------------------------------------------------------
+
+
+async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim:
+    """The claimer's one extension of an active claim's deadline: the category's period
+    again, still never past the wish's deadline (409 ``wish_deadline_reached`` when that
+    leaves nothing to add)."""
+    claim = await _own_claim(session, actor, claim_id)
+    # Lock order wish → claim; the claim is read again under the wish's lock.
+    wish = await repository.lock_wish(session, claim.wish_id)
+    current = await repository.get(session, claim_id)
+    assert wish is not None, "a claim's wish is deleted with it"
+    assert current is not None, "claims are never deleted on their own"
+    now = utcnow()
+    if current.status != ClaimStatus.active.value:
+        raise InvalidState(resource="claim", current_state=current.status, action="extend")
+    if current.extended_at is not None:
+        raise Conflict("already_extended", extra={"deadline": _rfc3339(current.deadline)})
+    if current.deadline is None:
+        raise Conflict("no_deadline")
+    if current.deadline <= now:
+        # Past it, the release job is about to end it; too late to extend.
+        raise InvalidState(resource="claim", current_state="overdue", action="extend")
+    new_deadline = deadlines.policy_of(session.info).extended(
+        current.deadline, category=wish.category, wish_deadline=wish.deadline
+    )
+    if new_deadline <= current.deadline:
+        raise Conflict("wish_deadline_reached", extra={"wish_deadline": _rfc3339(wish.deadline)})
+    extended = await repository.extend_claim(
+        session,
+        claim_id=claim_id,
+        member_id=actor.user_id,
+        current_deadline=current.deadline,
+        new_deadline=new_deadline,
+        now=now,
+    )
+    if extended is None:  # only if something above changed meanwhile: the statement decides
+        raise Conflict("already_extended")
+    return extended
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    return notifications.rfc3339(moment) if moment is not None else None
+
+
+async def release_overdue(
+    session: AsyncSession, *, now: datetime | None = None, batch: int = RELEASE_BATCH
+) -> int:
+    """Clock job: active claims past their deadline become ``released``, as a withdrawal
+    would end them (slots back to the wish, a full wish reopens, the member's capacity and
+    an event claim's quota return), up to ``batch`` per run; the claimer and the wish's
+    resident are told. Locks are taken as every claim transaction takes them, wishes (in id
+    order) → claims → members (in id order) → quotas; each claim is released only if it is
+    still active and overdue, so servers running this at once never release one twice."""
+    now = now or utcnow()
+    due = await repository.overdue_claims(session, now=now, limit=batch)
+    if not due:
+        return 0
+    wishes = await repository.lock_wishes(session, (wish_id for _, wish_id in due))
+    released = await repository.release_overdue_claims(
+        session, claim_ids=[claim_id for claim_id, _ in due], now=now
+    )
+    if not released:
+        return 0
+    await repository.release_member_capacity(session, [claim.member_id for claim in released])
+    for member_id, event_id in sorted(
+        (claim.member_id, claim.event_id) for claim in released if claim.event_id is not None
+    ):
+        await repository.return_event_quota(session, event_id=event_id, member_id=member_id)
+    slots_back: dict[int, int] = {}
+    for claim in released:
+        slots_back[claim.wish_id] = slots_back.get(claim.wish_id, 0) + claim.slots
+    for wish_id, slots in sorted(slots_back.items()):
+        await repository.give_back_slots(session, wish_id=wish_id, slots=slots, now=now)
+
+    told: list[tuple[int, dict[str, Any]]] = []
+    for claim in released:
+        wish = wishes[claim.wish_id]
+        data = {
+            "claim_id": str(claim.id),
+            "wish_id": str(wish.id),
+            "wish_title": wish.title,
+            "slots": claim.slots,
+            "deadline": _rfc3339(claim.deadline),
+        }
+        told.append((claim.member_id, data))
+        # The resident; for a wish published for someone without the app, its publisher.
+        owner = wish.resident_id if wish.resident_id is not None else wish.creator_id
+        told.append((owner, {**data, "to": "owner"}))
+    await notifications.notify_each(session, kind=NotificationKind.claim_released, rows=told)
+    logger.info("released %d claims past their deadline", len(released))
+    return len(released)
+
+
+async def remind_before_deadlines(
+    session: AsyncSession, *, now: datetime | None = None, batch: int = REMINDER_BATCH
+) -> int:
+    """Clock job: each active claim whose deadline is less than the reminder lead away
+    (``MICROWISH_CLAIM_REMINDER_HOURS``) gets one reminder to its claimer, once per deadline
+    (an extension earns another before the new one). Marked by a conditional UPDATE, so
+    servers running this at once never send one twice."""
+    now = now or utcnow()
+    lead = deadlines.policy_of(session.info).reminder_lead
+    reminded = await repository.mark_reminders_due(session, now=now, until=now + lead, limit=batch)
+    if not reminded:
+        return 0
+    await notifications.notify_about_wishes(
+        session,
+        kind=NotificationKind.claim_deadline_soon,
+        rows=[
+            (
+                claim.member_id,
+                claim.wish_id,
+                {"claim_id": str(claim.id), "deadline": _rfc3339(claim.deadline)},
+            )
+            for claim in reminded
+        ],
+    )
+    return len(reminded)

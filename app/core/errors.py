@@ -75,11 +75,32 @@ class InvalidState(Conflict):
         )
 
 
+class PayloadTooLarge(DomainError):
+    """A request body over a limit (e.g. a photo above ``photo_max_bytes``)."""
+
+    status = 413
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    """A body of a type the route does not take, judged by its content, not its label."""
+
+    status = 415
+    default_code = "unsupported_media_type"
+
+
 class ValidationFailed(DomainError):
     """Input that is well-formed but breaks a domain rule (e.g. a grid under a street)."""
 
     status = 422
     default_code = "validation_failed"
+
+
+class Gone(DomainError):
+    """Something the request refers to is no longer available (e.g. an old sync token)."""
+
+    status = 410
+    default_code = "gone"
 
 
 class TooManyRequests(DomainError):

@@ -57,6 +57,7 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "member": {"zh-CN": "成员资料", "en": "member profile"},
     "matching_run": {"zh-CN": "匹配批次", "en": "matching run"},
     "claim_event": {"zh-CN": "集中认领活动", "en": "claim event"},
+    "notification": {"zh-CN": "通知", "en": "notification"},
     "draft": {"zh-CN": "草稿", "en": "draft"},
     "scheduled": {"zh-CN": "未开始", "en": "scheduled"},
     "live": {"zh-CN": "进行中", "en": "live"},
@@ -72,6 +73,9 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "computed": {"zh-CN": "已计算", "en": "computed"},
     "applied": {"zh-CN": "已应用", "en": "applied"},
     "apply": {"zh-CN": "应用", "en": "apply"},
+    "photo": {"zh-CN": "照片", "en": "photo"},
+    "add_photos": {"zh-CN": "上传照片", "en": "add photos"},
+    "add_proof": {"zh-CN": "上传完成凭证", "en": "add proof photos"},
     # states
     "pending_review": {"zh-CN": "待审核", "en": "pending review"},
     "open": {"zh-CN": "可认领", "en": "open"},
@@ -85,6 +89,7 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "withdrawn": {"zh-CN": "已撤回", "en": "withdrawn"},
     "released": {"zh-CN": "已释放", "en": "released"},
     "revoked": {"zh-CN": "已撤销", "en": "revoked"},
+    "overdue": {"zh-CN": "已过截止时间", "en": "past its deadline"},
     "pending": {"zh-CN": "待审核", "en": "pending"},
     "suspended": {"zh-CN": "已暂停", "en": "suspended"},
     # actions
@@ -95,6 +100,7 @@ NOUNS: dict[str, dict[Lang, str]] = {
     "withdraw": {"zh-CN": "撤回", "en": "withdraw"},
     "fulfil": {"zh-CN": "报告完成", "en": "fulfil"},
     "revoke": {"zh-CN": "撤销", "en": "revoke"},
+    "extend": {"zh-CN": "延期", "en": "extend"},
     "suspend": {"zh-CN": "暂停", "en": "suspend"},
 }
 
@@ -122,6 +128,25 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
     "invalid_cursor": {
         "zh-CN": ("分页游标无效", "cursor 参数无法识别，请从第一页重新获取。"),
         "en": ("Invalid cursor", "The cursor is not recognised; start again from page one."),
+    },
+    "invalid_sync_token": {
+        "zh-CN": ("同步令牌无效", "since 参数无法识别，请不带 since 重新完整同步。"),
+        "en": (
+            "Invalid sync token",
+            "The since token is not recognised; sync again from scratch, without since.",
+        ),
+    },
+    "gone": {
+        "zh-CN": ("已不可用", "所请求的内容已不可用。"),
+        "en": ("Gone", "What the request refers to is no longer available."),
+    },
+    "sync_token_expired": {
+        "zh-CN": ("同步令牌已过期", "同步令牌太旧或来自其他数据库，请不带 since 重新完整同步。"),
+        "en": (
+            "Sync token expired",
+            "The sync token is too old or from another database; sync again from scratch, "
+            "without since.",
+        ),
     },
     "unauthenticated": {
         "zh-CN": ("需要登录", "请提供有效的访问令牌（Authorization: Bearer …）。"),
@@ -265,6 +290,21 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
         "zh-CN": ("不能认领自己的心愿", "这是您自己发布的心愿。"),
         "en": ("Your own wish", "You cannot claim a wish made for you."),
     },
+    "already_extended": {
+        "zh-CN": ("已延期过", "每份认领只能延期一次。"),
+        "en": ("Already extended", "A claim may be extended once."),
+    },
+    "no_deadline": {
+        "zh-CN": ("认领没有期限", "这份认领没有截止时间，无需延期。"),
+        "en": ("No deadline", "This claim has no deadline to extend."),
+    },
+    "wish_deadline_reached": {
+        "zh-CN": ("不能晚于心愿截止时间", "认领的截止时间已是心愿本身的截止时间，不能再延期。"),
+        "en": (
+            "Wish deadline reached",
+            "The claim is already due when the wish itself is; it cannot be extended.",
+        ),
+    },
     "wishes_not_matchable": {
         "zh-CN": ("心愿不可匹配", "这些心愿不在该区域内、未开放或已满：{wish_ids}。"),
         "en": (
@@ -319,6 +359,128 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
     "duplicate_preferences": {
         "zh-CN": ("志愿重复", "同一个心愿只能填报一次。"),
         "en": ("Duplicate preferences", "Each wish may be ranked once."),
+    },
+    "idempotency_in_flight": {
+        "zh-CN": ("请求处理中", "使用同一 Idempotency-Key 的请求仍在处理中，请稍后重试。"),
+        "en": (
+            "Request in progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        ),
+    },
+    "idempotency_key_reused": {
+        "zh-CN": (
+            "Idempotency-Key 已用于其他请求",
+            "同一 Idempotency-Key 只能用于完全相同的请求。",
+        ),
+        "en": (
+            "Idempotency-Key reused",
+            "This Idempotency-Key was used for a different request; use a new key.",
+        ),
+    },
+    "invalid_idempotency_key": {
+        "zh-CN": (
+            "Idempotency-Key 无效",
+            "Idempotency-Key 须为 1–{max_length} 个可打印 ASCII 字符。",
+        ),
+        "en": (
+            "Invalid Idempotency-Key",
+            "An Idempotency-Key is 1–{max_length} printable ASCII characters.",
+        ),
+    },
+    "precondition_failed": {
+        "zh-CN": (
+            "内容已被修改",
+            "资源在您上次读取后已被修改（If-Match 不符），请重新获取后再改。",
+        ),
+        "en": (
+            "Precondition failed",
+            "The resource changed since you read it (If-Match does not match); fetch it again.",
+        ),
+    },
+    "precondition_required": {
+        "zh-CN": ("缺少 If-Match", "修改请求须带上读取时得到的 ETag：If-Match: <ETag>。"),
+        "en": (
+            "If-Match required",
+            "Send the ETag you read with the update: If-Match: <ETag>.",
+        ),
+    },
+    "field_not_nullable": {
+        "zh-CN": ("字段不能为空", "标题、描述、分类和名额不能设为 null。"),
+        "en": (
+            "Field cannot be null",
+            "title, description, category and slots_total cannot be null.",
+        ),
+    },
+    "slots_below_claimed": {
+        "zh-CN": ("名额少于已认领", "已有 {slots_claimed} 个名额被认领，名额不能少于此数。"),
+        "en": (
+            "Slots below claimed",
+            "{slots_claimed} slots are claimed; slots_total cannot go below that.",
+        ),
+    },
+    "otp_cooldown": {
+        "zh-CN": ("获取验证码过于频繁", "验证码刚刚发送过，请 {retry_after} 秒后再获取。"),
+        "en": (
+            "Code sent recently",
+            "A code was just sent; ask for another in {retry_after} seconds.",
+        ),
+    },
+    "otp_invalid": {
+        "zh-CN": ("验证码错误", "验证码不正确，还可尝试 {attempts_remaining} 次。"),
+        "en": ("Wrong code", "The code is wrong; {attempts_remaining} tries left."),
+    },
+    "otp_attempts_exceeded": {
+        "zh-CN": ("验证码错误次数过多", "此验证码已失效，请重新获取验证码。"),
+        "en": ("Too many wrong codes", "This code no longer works; ask for a new one."),
+    },
+    "otp_expired": {
+        "zh-CN": ("验证码已失效", "验证码已过期或已使用，请重新获取验证码。"),
+        "en": ("Code expired", "The code has expired or was used; ask for a new one."),
+    },
+    "payload_too_large": {
+        "zh-CN": ("请求体过大", "请求体超过了允许的大小。"),
+        "en": ("Payload too large", "The request body is larger than allowed."),
+    },
+    "multipart_required": {
+        "zh-CN": ("需要 multipart/form-data", "请用 multipart/form-data 上传，文件字段名为 file。"),
+        "en": (
+            "multipart/form-data required",
+            "Upload with multipart/form-data, the file in a field named file.",
+        ),
+    },
+    "malformed_multipart": {
+        "zh-CN": ("上传内容格式错误", "multipart/form-data 请求体无法解析，请重新上传。"),
+        "en": ("Malformed upload", "The multipart/form-data body cannot be parsed; upload again."),
+    },
+    "unsupported_image": {
+        "zh-CN": (
+            "不支持的图片",
+            "请上传 JPEG、PNG 或 WebP 格式的照片（按文件内容判断，与文件名无关），且文件完整。",
+        ),
+        "en": (
+            "Unsupported image",
+            "Upload a complete JPEG, PNG or WebP photo (judged by its content, not its name).",
+        ),
+    },
+    "image_too_large": {
+        "zh-CN": ("图片太大", "照片不能超过 {max_megabytes} MB。"),
+        "en": ("Image too large", "A photo may be at most {max_megabytes} MB."),
+    },
+    "image_too_many_pixels": {
+        "zh-CN": ("图片像素过多", "照片最多 {max_megapixels} 百万像素。"),
+        "en": ("Too many pixels", "A photo may have at most {max_megapixels} megapixels."),
+    },
+    "too_many_photos": {
+        "zh-CN": ("照片数量已达上限", "最多 {max_photos} 张照片，请先删除一些再上传。"),
+        "en": ("Too many photos", "At most {max_photos} photos; delete one before adding more."),
+    },
+    "photo_link_expired": {
+        "zh-CN": ("照片链接已过期", "照片链接已失效，请重新获取照片列表以得到新链接。"),
+        "en": ("Photo link expired", "This photo link has expired; list the photos again."),
+    },
+    "photo_link_invalid": {
+        "zh-CN": ("照片链接无效", "照片链接的签名不正确。"),
+        "en": ("Invalid photo link", "The photo link's signature is not valid."),
     },
     "rate_limited": {
         "zh-CN": ("请求过于频繁", "请求过于频繁，请稍后再试。"),

@@ -161,11 +161,19 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 _UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
+# The database cannot serve now (too many connections, shutting down, connection lost) or
+# asks for a retry (serialization failure, deadlock): 503 with Retry-After, not a 500.
+_RETRY_LATER_CLASSES = ("08", "53", "57P")
+_RETRY_LATER = {"40001", "40P01"}
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     original = getattr(exc, "orig", None)
     state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     if state in _UNSTORABLE_TEXT:
         return problem_response(request, status=422, code="unstorable_text")
+    if isinstance(state, str) and (state in _RETRY_LATER or state.startswith(_RETRY_LATER_CLASSES)):
+        return await _database_unavailable(request, exc)
     return await _unexpected_error(request, exc)
 
 
@@ -191,8 +199,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Authenticated but not allowed",
         404: "Not found",
         409: "Conflicts with the current state",
-        412: "Precondition failed",
+        412: "Precondition failed (If-Match names an older version)",
+        428: "Precondition required (send If-Match with the ETag you read)",
+        413: "Payload too large",
+        415: "Unsupported media type",
         422: "Validation failed",
+        410: "Gone (e.g. a sync token too old to continue from)",
         429: "Rate limited",
         503: "Database unavailable",
     }

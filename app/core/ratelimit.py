@@ -12,9 +12,17 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from starlette.requests import Request
 
 from app.core.config import Settings
 from app.core.errors import TooManyRequests
+
+
+def client_ip(request: Request) -> str:
+    """The client's address for per-IP limits. Behind a reverse proxy this is the proxy's
+    unless uvicorn trusts it to tell the real one (``microwish serve`` reads
+    ``X-Forwarded-For`` from the addresses in ``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default)."""
+    return request.client.host if request.client else "unknown"
 
 
 class RateLimits:
@@ -27,6 +35,11 @@ class RateLimits:
         self.storage = storage
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.event_claims: list[RateLimitItem] = parse_many(settings.event_claim_rate_limit)
+        self.claims: list[RateLimitItem] = parse_many(settings.claim_rate_limit)
+        self.auth_ip: list[RateLimitItem] = parse_many(settings.auth_rate_limit)
+        self.login_phone: list[RateLimitItem] = parse_many(settings.login_phone_rate_limit)
+        self.otp_phone: list[RateLimitItem] = parse_many(settings.otp_phone_rate_limit)
+        self.otp_ip: list[RateLimitItem] = parse_many(settings.otp_ip_rate_limit)
 
     async def hit(self, items: list[RateLimitItem], *key: str) -> None:
         """Count one request under ``key``; raise 429 with ``Retry-After`` when any of the

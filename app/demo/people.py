@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -126,6 +126,16 @@ async def _insert_with_ids(
     ids = list(await session.scalars(select(model.id).where(model.id > before).order_by(model.id)))
     assert len(ids) == len(rows)
     return ids
+
+
+def _demo_claim_deadline(
+    now: datetime, wish_id: int, member_id: int, wish_deadline: datetime | None
+) -> datetime:
+    """Active demo claims fall due from 12 hours to two weeks out (some inside the reminder
+    window), never past their wish's deadline; derived from the ids, not the random stream,
+    so the rest of the demo stays as it was."""
+    due = now + timedelta(hours=12 + 24 * ((wish_id + member_id) % 14))
+    return min(due, wish_deadline) if wish_deadline is not None else due
 
 
 async def _insert_users(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
@@ -376,6 +386,9 @@ async def seed_people(session: AsyncSession, district_id: int) -> DemoAccounts |
             else None,
             "fulfil_note": "已完成" if status == "fulfilled" else None,
             "version": 1,
+            "deadline": _demo_claim_deadline(now, wish_id, member_id, row["deadline"])
+            if status == "active"
+            else None,
         }
         for wish_id, row, claims in zip(wish_ids, wish_rows, planned_claims, strict=True)
         for member_id, slots, status in claims

@@ -165,11 +165,54 @@ class LiveFeeds:
         self.is_postgres = not settings.is_sqlite
         self.poll_seconds = 1.0 if self.is_postgres else 0.25
         self._listener: asyncio.Task[None] | None = None
+        self._notifier: asyncio.Task[None] | None = None
+        self._to_notify: set[int] = set()
+        self._notify_wake = asyncio.Event()
+        database.commit_hooks.append(self._committed)
+
+    def _committed(self, info: dict[str, Any]) -> None:
+        """A transaction that changed events committed: wake this process's feeds now and,
+        on PostgreSQL, tell the other processes (coalesced, outside any request)."""
+        changed = info.get(service.CHANGED_EVENTS)
+        if not changed:
+            return
+        for event_id in changed:
+            self._wake(event_id)
+        if self.is_postgres:
+            self._to_notify.update(changed)
+            self._notify_wake.set()
+            if self._notifier is None or self._notifier.done():
+                self._notifier = asyncio.create_task(self._notify(), name="events-notify")
+
+    async def _notify(self) -> None:
+        """One NOTIFY per changed event per ~50 ms, on a connection of its own. A lost
+        NOTIFY only delays the other processes' feeds until their next poll."""
+        dsn = self.settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection: Any = None
+        while True:
+            await self._notify_wake.wait()
+            await asyncio.sleep(DEBOUNCE_SECONDS)
+            self._notify_wake.clear()
+            event_ids, self._to_notify = self._to_notify, set()
+            try:
+                if connection is None or connection.is_closed():
+                    connection = await asyncpg.connect(dsn)
+                for event_id in sorted(event_ids):
+                    await connection.execute(
+                        "SELECT pg_notify($1, $2)", service.NOTIFY_CHANNEL, str(event_id)
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("live feed NOTIFY failed", exc_info=True)
+                connection = None
 
     async def close(self) -> None:
-        tasks = [f.task for f in self.feeds.values() if f.task] + (
-            [self._listener] if self._listener else []
-        )
+        tasks = [f.task for f in self.feeds.values() if f.task] + [
+            task for task in (self._listener, self._notifier) if task is not None
+        ]
+        if self._committed in self.database.commit_hooks:
+            self.database.commit_hooks.remove(self._committed)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -299,7 +342,12 @@ class LiveFeeds:
                 except TimeoutError:
                     yield ": ping\n\n"
                     continue
-                yield message
+                # Everything already waiting goes out as one chunk: a message per write
+                # could not keep up with a rush on a busy server.
+                batch = [message]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                yield "".join(batch)
         finally:
             feed.subscribers.discard(queue)
             if not feed.subscribers:

@@ -15,6 +15,7 @@ from app.claims.router import claim_read
 from app.claims.schemas import ClaimRead
 from app.core.actor import Actor
 from app.core.auth import CurrentActor, _bearer, get_actor
+from app.core.conditional import not_modified, required_if_match
 from app.core.db import Database
 from app.core.deps import DbSession
 from app.core.errors import NotFound, Unauthorized
@@ -138,27 +139,43 @@ async def list_events(
 
 @router.get(
     "/{event_id}",
-    summary="A claim event",
+    summary="A claim event (with an ETag; If-None-Match → 304)",
     dependencies=[CaughtUp],
-    responses=problem_responses(401, 404, 422),
+    responses={**problem_responses(401, 404, 422), 304: {"description": "Not modified"}},
 )
 async def get_event(
-    event_id: EventId, request: Request, session: DbSession, actor: CurrentActor
+    event_id: EventId, request: Request, response: Response, session: DbSession, actor: CurrentActor
 ) -> EventRead:
-    return event_read(await service.get_event(session, actor, event_id=event_id), request)
+    view = await service.get_event(session, actor, event_id=event_id)
+    current = service.event_etag(view)
+    unchanged = not_modified(request, current)
+    if unchanged is not None:
+        return unchanged  # type: ignore[return-value]
+    response.headers["ETag"] = current
+    return event_read(view, request)
 
 
 @router.patch(
     "/{event_id}",
-    summary="Change a draft or scheduled event (organizer covering its communities)",
+    summary="Change a draft or scheduled event (organizer covering it; If-Match: its ETag)",
     dependencies=[CaughtUp],
-    responses=problem_responses(400, 401, 403, 404, 409, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 412, 422, 428),
 )
 async def update_event(
-    event_id: EventId, body: EventUpdate, request: Request, session: DbSession, actor: CurrentActor
+    event_id: EventId,
+    body: EventUpdate,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
 ) -> EventRead:
+    if_match = required_if_match(request)
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
-    view = await service.update_event(session, actor, event_id=event_id, changes=changes)
+    view = await service.update_event(
+        session, actor, event_id=event_id, changes=changes, if_match=if_match
+    )
+    refreshed = await service.get_event(session, actor, event_id=event_id)
+    response.headers["ETag"] = service.event_etag(refreshed)
     return event_read(view, request)
 
 

@@ -13,8 +13,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from app.claims import service as claims_service
 from app.claims.models import Claim, ClaimSource
 from app.claims.repository import EventClaim
 from app.core.actor import Actor
+from app.core.conditional import check_if_match, content_etag
 from app.core.db import Database, utcnow
 from app.core.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from app.events import repository
@@ -34,6 +35,8 @@ from app.events.models import (
     EventStatus,
     PoolState,
 )
+from app.notifications import service as notifications
+from app.notifications.models import NotificationKind
 from app.regions.access import Scope, scope_of
 from app.regions.models import Region, RegionKind
 from app.wishes.models import Wish
@@ -178,16 +181,35 @@ async def create_event(
     return (await _views(session, actor, [event]))[0]
 
 
+def event_etag(view: EventView) -> str:
+    """The detail shows tallies that change without the event row changing: the tag digests
+    them along with the row's version and what this viewer is shown."""
+    return content_etag(
+        "claim-event",
+        view.event.id,
+        view.event.version,
+        view.wishes_pooled,
+        view.slots_pooled,
+        view.slots_claimed,
+        view.members,
+        view.my_claims,
+        tuple(view.my_preferences),
+        view.may_manage,
+    )
+
+
 async def update_event(
     session: AsyncSession,
     actor: Actor,
     *,
     event_id: int,
     changes: dict[str, object],
+    if_match: list[str],
 ) -> EventView:
     """Change a draft or scheduled event; setting ``starts_at`` schedules a draft, clearing
-    it makes a scheduled event a draft again."""
+    it makes a scheduled event a draft again. ``if_match``: the ETag read."""
     now = utcnow()
+    check_if_match(if_match, event_etag(await get_event(session, actor, event_id=event_id)))
     event, communities = await _managed_event(session, actor, event_id)
     if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
         raise InvalidState(resource="claim_event", current_state=event.status, action="update")
@@ -291,13 +313,16 @@ async def pool_page(
     return await repository.pool_page(session, event_id, after_id=after_id, limit=limit)
 
 
+# session.info key: events whose live feeds should wake once this transaction commits.
+CHANGED_EVENTS = "microwish.changed_events"
+
+
 async def notify(session: AsyncSession, event_id: int) -> None:
-    """Wake the live feeds (every process, on commit: NOTIFY is transactional)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": NOTIFY_CHANNEL, "payload": str(event_id)},
-        )
+    """Wake the event's live feeds after this transaction commits (app.events.live sends
+    one coalesced NOTIFY per event to every server process; a NOTIFY inside each claim's
+    transaction would serialize the commits of a rush on PostgreSQL's notify queue lock)."""
+    changed: set[int] = session.info.setdefault(CHANGED_EVENTS, set())
+    changed.add(event_id)
 
 
 async def _open(session: AsyncSession, event: ClaimEvent, now: datetime, by: int | None) -> None:
@@ -548,6 +573,46 @@ async def _run_allocation(session: AsyncSession, event: ClaimEvent) -> None:
     for pair, outcome in zip(recorded["pairs"], outcomes, strict=True):
         pair.update(outcome)
     event.allocation = {"inputs": inputs.to_json(), "result": recorded}
+    await _tell_allocation(session, event, inputs, recorded["pairs"])
+
+
+async def _tell_allocation(
+    session: AsyncSession,
+    event: ClaimEvent,
+    inputs: AllocationInputs,
+    pairs: Sequence[dict[str, Any]],
+) -> None:
+    """Every member who ranked wishes learns what they were given (claims made), or that
+    they were given nothing."""
+    given: dict[int, list[dict[str, Any]]] = {
+        member_id: [] for member_id, _, _ in inputs.preferences
+    }
+    made = [p for p in pairs if p.get("claim_id")]
+    titles = {
+        wish.id: wish.title
+        for wish in (
+            await repository.wishes_by_id(session, sorted({int(p["wish_id"]) for p in made}))
+        ).values()
+    }
+    for pair in made:
+        given.setdefault(int(pair["member_id"]), []).append(
+            {
+                "wish_id": pair["wish_id"],
+                "wish_title": titles.get(int(pair["wish_id"]), ""),
+                "claim_id": pair["claim_id"],
+            }
+        )
+    await notifications.notify_each(
+        session,
+        kind=NotificationKind.allocation_result,
+        rows=[
+            (
+                member_id,
+                {"event_id": str(event.id), "event_title": event.title, "wishes": wishes},
+            )
+            for member_id, wishes in sorted(given.items())
+        ],
+    )
 
 
 async def allocation(session: AsyncSession, actor: Actor, *, event_id: int) -> dict[str, object]:

@@ -20,6 +20,8 @@ from app.matching import engine, repository
 from app.matching.models import MatchingAssignment, MatchingRun
 from app.members import repository as members_repository
 from app.members.models import MemberStatus
+from app.notifications import service as notifications
+from app.notifications.models import NotificationKind
 from app.regions import repository as regions_repository
 from app.regions.access import require_region_scope, scope_of
 from app.wishes import repository as wishes_repository
@@ -249,6 +251,7 @@ async def apply_run(
     now = utcnow()
     if not await repository.mark_applied(session, run.id, actor.user_id, now):
         raise InvalidState(resource="matching_run", current_state="applied", action="apply")
+    matched: list[tuple[int, int, dict[str, Any]]] = []
     for assignment in assignments:
         try:
             async with session.begin_nested():
@@ -265,5 +268,16 @@ async def apply_run(
         else:
             assignment.status = "applied"
             assignment.claim_id = claim.id
+            matched.append(
+                (
+                    assignment.member_id,
+                    assignment.wish_id,
+                    {"run_id": str(run.id), "claim_id": str(claim.id)},
+                )
+            )
     await session.flush()
+    # Each member given a wish hears of it (its resident heard of the claim already).
+    await notifications.notify_about_wishes(
+        session, kind=NotificationKind.match_proposed, rows=matched
+    )
     return await get_run(session, actor, run_id=run_id)

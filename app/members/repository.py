@@ -48,6 +48,15 @@ async def transition(
     return changed is not None
 
 
+async def lock(session: AsyncSession, user_id: int) -> Member | None:
+    return await session.scalar(
+        select(Member)
+        .where(Member.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def set_capacity(
     session: AsyncSession, user_id: int, *, capacity: int, now: datetime
 ) -> None:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from app.core.auth import CurrentActor
+from app.core.conditional import not_modified, required_if_match
 from app.core.deps import DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
@@ -123,11 +124,19 @@ async def replace_my_resources(
 
 @router.get(
     "/{user_id}",
-    summary="A member profile (the member, or an organizer in scope)",
-    responses=problem_responses(401, 403, 404, 422),
+    summary="A member profile (the member, or an organizer in scope; with an ETag)",
+    responses={**problem_responses(401, 403, 404, 422), 304: {"description": "Not modified"}},
 )
-async def get_member(user_id: UserId, session: DbSession, actor: CurrentActor) -> MemberRead:
-    return member_read(await service.get_member(session, actor, user_id=user_id))
+async def get_member(
+    user_id: UserId, request: Request, response: Response, session: DbSession, actor: CurrentActor
+) -> MemberRead:
+    found = await service.get_member(session, actor, user_id=user_id)
+    current = service.member_etag(found[0])
+    unchanged = not_modified(request, current)
+    if unchanged is not None:
+        return unchanged  # type: ignore[return-value]
+    response.headers["ETag"] = current
+    return member_read(found)
 
 
 @router.get(
@@ -143,15 +152,26 @@ async def get_member_resources(
 
 @router.patch(
     "/{user_id}",
-    summary="Change a member's capacity (organizer in scope)",
-    responses=problem_responses(400, 401, 403, 404, 422),
+    summary="Change a member's capacity (organizer in scope; If-Match: the profile's ETag)",
+    responses=problem_responses(400, 401, 403, 404, 412, 422, 428),
 )
 async def update_member(
-    user_id: UserId, body: MemberUpdate, session: DbSession, actor: CurrentActor
+    user_id: UserId,
+    body: MemberUpdate,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
 ) -> MemberRead:
-    return member_read(
-        await service.set_capacity(session, actor, user_id=user_id, capacity=body.capacity)
+    found = await service.set_capacity(
+        session,
+        actor,
+        user_id=user_id,
+        capacity=body.capacity,
+        if_match=required_if_match(request),
     )
+    response.headers["ETag"] = service.member_etag(found[0])
+    return member_read(found)
 
 
 @router.post(

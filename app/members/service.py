@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.categories.service import require_known
 from app.core.actor import Actor
+from app.core.conditional import check_if_match, content_etag
 from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from app.members import repository
@@ -125,11 +126,36 @@ async def suspend(session: AsyncSession, actor: Actor, *, user_id: int) -> tuple
     )
 
 
+def member_etag(member: Member) -> str:
+    """Members have no version column (the claim statement changes ``active_claims``
+    without one): the tag digests the fields a member profile shows."""
+    return content_etag(
+        "member",
+        member.user_id,
+        member.status,
+        member.capacity,
+        member.active_claims,
+        member.community_id,
+        member.updated_at.isoformat() if member.updated_at else None,
+    )
+
+
 async def set_capacity(
-    session: AsyncSession, actor: Actor, *, user_id: int, capacity: int
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    user_id: int,
+    capacity: int,
+    if_match: list[str] | None = None,
 ) -> tuple[Member, str]:
     member, _ = await _load(session, user_id)
     await _require_scope_over_member(session, actor, member)
+    if if_match is not None:
+        # Lock the row, so the profile compared is the one changed.
+        locked = await repository.lock(session, user_id)
+        if locked is None:
+            raise NotFound("not_a_member", resource="member")
+        check_if_match(if_match, member_etag(locked))
     await repository.set_capacity(session, user_id, capacity=capacity, now=utcnow())
     return await _load(session, user_id)
 

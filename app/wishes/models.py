@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -107,6 +107,8 @@ class Wish(Base):
     # The live claim event this wish is pooled in (see app/events/models.py); NULL otherwise.
     event_id: Mapped[int | None] = mapped_column(ForeignKey("claim_events.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # Stamped by a database trigger on every write, never by the application (app/sync).
+    sync_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class ContactAccess(Base):

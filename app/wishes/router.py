@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.core.auth import CurrentActor
+from app.core.conditional import not_modified, required_if_match
 from app.core.deps import AuditedReadSession, DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
@@ -20,6 +21,7 @@ from app.wishes.schemas import (
     WishCreate,
     WishPage,
     WishRead,
+    WishUpdate,
 )
 from app.wishes.service import WishView
 
@@ -127,9 +129,50 @@ async def list_wishes(
     return WishPage(items=[wish_read(view) for view in items], next_cursor=next_cursor)
 
 
-@router.get("/{wish_id}", summary="A wish", responses=problem_responses(401, 404, 422))
-async def get_wish(wish_id: WishId, session: AuditedReadSession, actor: CurrentActor) -> WishRead:
-    return wish_read(await service.get_wish(session, actor, wish_id=wish_id))
+@router.get(
+    "/{wish_id}",
+    summary="A wish (with a strong ETag; If-None-Match → 304)",
+    responses={**problem_responses(401, 404, 422), 304: {"description": "Not modified"}},
+)
+async def get_wish(
+    wish_id: WishId,
+    request: Request,
+    response: Response,
+    session: AuditedReadSession,
+    actor: CurrentActor,
+) -> WishRead:
+    view = await service.get_wish(session, actor, wish_id=wish_id)
+    current = service.wish_etag(view)
+    unchanged = not_modified(request, current)
+    if unchanged is not None:
+        return unchanged  # type: ignore[return-value]
+    response.headers["ETag"] = current
+    return wish_read(view)
+
+
+@router.patch(
+    "/{wish_id}",
+    summary="Edit my wish while pending review or open (If-Match: its ETag)",
+    description="412 `precondition_failed` when the wish changed since you read it, 428 "
+    "`precondition_required` without If-Match; 409 `invalid_state` once it is claimed or "
+    "closed, `slots_below_claimed`.",
+    responses=problem_responses(400, 401, 403, 404, 409, 412, 422, 428),
+)
+async def update_wish(
+    wish_id: WishId,
+    body: WishUpdate,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
+) -> WishRead:
+    if_match = required_if_match(request)
+    changes = body.model_dump(exclude_unset=True)
+    view = await service.update_wish(
+        session, actor, wish_id=wish_id, if_match=if_match, changes=changes
+    )
+    response.headers["ETag"] = service.wish_etag(view)
+    return wish_read(view)
 
 
 @router.post(

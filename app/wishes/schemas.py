@@ -92,6 +92,25 @@ class WishCreate(BaseModel):
     )
 
 
+class WishUpdate(BaseModel):
+    """What the owner may change while the wish is pending review or open. Send the
+    wish's ETag as ``If-Match``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"description": "腿脚不便，想要一台可折叠的轻便轮椅"}},
+    )
+
+    title: Annotated[str, _text(WISH_TITLE_MAX, 1)] | None = None
+    description: Annotated[str, _text(WISH_DESCRIPTION_MAX)] | None = None
+    category: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    slots_total: int | None = Field(
+        default=None, ge=1, le=MAX_SLOTS, description="Not below the slots already claimed."
+    )
+    deadline: UTCTime | None = None
+    contact: ContactIn | None = None
+
+
 class ReasonIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"reason": "信息不完整"}}

@@ -6,8 +6,9 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
@@ -15,8 +16,18 @@ from app.categories.service import require_known
 from app.claims import repository as claims_repository
 from app.claims.models import ClaimStatus
 from app.core.actor import Actor
+from app.core.conditional import PreconditionFailed, check_if_match, etag
 from app.core.db import utcnow
-from app.core.errors import Forbidden, InvalidState, NotFound, Unauthorized, ValidationFailed
+from app.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.notifications import service as notifications
+from app.notifications.models import NotificationKind
 from app.regions import repository as regions_repository
 from app.regions.access import Scope, scope_of
 from app.regions.models import RegionKind
@@ -105,6 +116,12 @@ async def _views(session: AsyncSession, scope: Scope, wishes: Sequence[Wish]) ->
     return views
 
 
+async def views_of(session: AsyncSession, scope: Scope, wishes: Sequence[Wish]) -> list[WishView]:
+    """How the scope's user sees each wish, exactly as ``get_wish`` would (``Relation.none``:
+    not at all); unmasked reads are audited."""
+    return await _views(session, scope, wishes)
+
+
 async def create_wish(
     session: AsyncSession,
     actor: Actor,
@@ -191,6 +208,98 @@ async def get_wish(session: AsyncSession, actor: Actor, *, wish_id: int) -> Wish
     return view
 
 
+def wish_etag(view: WishView) -> str:
+    """Masked and unmasked readings of one version are different representations."""
+    return etag("wish", view.wish.id, view.wish.version, "u" if view.contact_visible else "m")
+
+
+async def update_wish(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    wish_id: int,
+    if_match: list[str],
+    changes: dict[str, Any],
+) -> WishView:
+    """The owner edits a pending or open wish. ``if_match`` must name the version read; the
+    UPDATE is conditional on it, so of two concurrent edits from one version one gets 412."""
+    view = await get_wish(session, actor, wish_id=wish_id)
+    wish = view.wish
+    if not is_owner(actor.user_id, wish):
+        raise Forbidden()
+    check_if_match(if_match, wish_etag(view))
+    editable = (WishStatus.pending_review.value, WishStatus.open.value)
+    if wish.status not in editable:
+        raise InvalidState(resource="wish", current_state=wish.status, action="update")
+    now = utcnow()
+    values: dict[str, Any] = {}
+    for name in ("title", "description", "category", "slots_total", "deadline"):
+        if name in changes:
+            values[name] = changes[name]
+    if values.get("category") is not None:
+        await require_known(session, [values["category"]])
+    deadline = values.get("deadline")
+    if deadline is not None and not now < deadline <= now + MAX_DEADLINE_AHEAD:
+        raise ValidationFailed("deadline_out_of_range")
+    if any(values.get(name, "") is None for name in ("title", "description", "category")):
+        raise ValidationFailed("field_not_nullable")
+    if values.get("slots_total") is None and "slots_total" in values:
+        raise ValidationFailed("field_not_nullable")
+    contact = changes.get("contact")
+    if contact is not None:
+        values.update(
+            {
+                f"contact_{name}": contact[name]
+                for name in ("name", "phone", "address")
+                if name in contact
+            }
+        )
+    slots_total = values.get("slots_total")
+    updated = await session.scalar(
+        update(Wish)
+        .where(
+            Wish.id == wish.id,
+            Wish.version == wish.version,
+            Wish.status.in_(editable),
+            # Never below what is claimed (the CHECK would refuse it too).
+            *([Wish.slots_claimed <= slots_total] if slots_total is not None else []),
+        )
+        .values(
+            **values,
+            # A wish full after lowering its slots is fully claimed.
+            **(
+                {
+                    "status": case(
+                        (
+                            (Wish.status == WishStatus.open.value)
+                            & (Wish.slots_claimed == slots_total),
+                            WishStatus.claimed.value,
+                        ),
+                        else_=Wish.status,
+                    )
+                }
+                if slots_total is not None
+                else {}
+            ),
+            version=Wish.version + 1,
+            updated_at=now,
+        )
+        .returning(Wish)
+        .execution_options(populate_existing=True)
+    )
+    if updated is None:
+        current = await repository.get(session, wish.id)
+        if current is not None and slots_total is not None and current.version == wish.version:
+            raise Conflict(
+                "slots_below_claimed",
+                extra={"slots_claimed": current.slots_claimed},
+                slots_claimed=current.slots_claimed,
+            )
+        raise PreconditionFailed()
+    scope = await scope_of(session, actor)
+    return (await _views(session, scope, [updated]))[0]
+
+
 async def list_wishes(
     session: AsyncSession,
     actor: Actor,
@@ -260,7 +369,7 @@ async def _transition(
 async def approve(session: AsyncSession, actor: Actor, *, wish_id: int) -> WishView:
     wish = await _require_organizer_of(session, actor, wish_id)
     now = utcnow()
-    return await _transition(
+    view = await _transition(
         session,
         actor,
         wish,
@@ -273,12 +382,19 @@ async def approve(session: AsyncSession, actor: Actor, *, wish_id: int) -> WishV
         },
         action="approve",
     )
+    await notifications.notify(
+        session,
+        user_ids=[view.wish.resident_id, view.wish.creator_id],
+        kind=NotificationKind.wish_approved,
+        data={"wish_id": str(view.wish.id), "wish_title": view.wish.title},
+    )
+    return view
 
 
 async def reject(session: AsyncSession, actor: Actor, *, wish_id: int, reason: str) -> WishView:
     wish = await _require_organizer_of(session, actor, wish_id)
     now = utcnow()
-    return await _transition(
+    view = await _transition(
         session,
         actor,
         wish,
@@ -293,6 +409,13 @@ async def reject(session: AsyncSession, actor: Actor, *, wish_id: int, reason: s
         },
         action="reject",
     )
+    await notifications.notify(
+        session,
+        user_ids=[view.wish.resident_id, view.wish.creator_id],
+        kind=NotificationKind.wish_rejected,
+        data={"wish_id": str(view.wish.id), "wish_title": view.wish.title, "reason": reason},
+    )
+    return view
 
 
 async def cancel(
@@ -322,7 +445,7 @@ async def cancel(
         action="cancel",
         extra_conditions=[Wish.slots_fulfilled == 0],
     )
-    await claims_repository.end_all_active_claims_of_wish(
+    ended_members = await claims_repository.end_all_active_claims_of_wish(
         session,
         wish_id=wish_id,
         values={
@@ -331,6 +454,17 @@ async def cancel(
             "ended_by": actor.user_id,
             "end_reason": "wish_cancelled",
             "updated_at": now,
+        },
+    )
+    await notifications.notify(
+        session,
+        user_ids=ended_members,
+        kind=NotificationKind.claim_revoked,
+        data={
+            "wish_id": str(wish_id),
+            "wish_title": view.wish.title,
+            "cause": "wish_cancelled",
+            "reason": reason,
         },
     )
     return view
@@ -346,7 +480,7 @@ async def confirm(
     if not is_owner(actor.user_id, wish):
         raise Forbidden()
     now = utcnow()
-    return await _transition(
+    view = await _transition(
         session,
         actor,
         wish,
@@ -361,6 +495,21 @@ async def confirm(
         },
         action="confirm",
     )
+    # Every claim that helped (all fulfilled, or the wish would not have been).
+    await notifications.notify(
+        session,
+        user_ids=await notifications.claimers_of(
+            session, wish_id=wish_id, statuses=[ClaimStatus.fulfilled.value]
+        ),
+        kind=NotificationKind.wish_confirmed,
+        data={
+            "wish_id": str(wish_id),
+            "wish_title": view.wish.title,
+            "thanks": thanks,
+            "rating": rating,
+        },
+    )
+    return view
 
 
 async def expire_overdue(session: AsyncSession, *, now: datetime | None = None) -> int:

@@ -102,7 +102,9 @@ async def test_lowering_capacity_keeps_claims_and_blocks_new_ones(world: World) 
     for wish in wishes[:2]:
         assert (await world.claim(wish["id"], member)).status_code == 201
     lowered = await api.client.patch(
-        f"/v1/members/{member_id}", json={"capacity": 1}, headers=world.organizer
+        f"/v1/members/{member_id}",
+        json={"capacity": 1},
+        headers={**world.organizer, "If-Match": "*"},
     )
     assert lowered.json()["active_claims"] == 2
     assert lowered.json()["capacity_remaining"] == 0
@@ -289,3 +291,23 @@ async def test_who_reads_claims(world: World) -> None:
         await api.client.get("/v1/me/claims", params={"status": "fulfilled"}, headers=member)
     ).json()
     assert none == {"items": [], "next_cursor": None}
+
+
+async def test_claims_are_rate_limited_per_member(world: World) -> None:
+    api = world.api
+    wishes = [await world.wish() for _ in range(3)]
+    member, _ = await world.member()
+    limited = create_app(make_settings(api.settings.database_url, claim_rate_limit="2/minute"))
+    async with limited.router.lifespan_context(limited):
+        transport = httpx.ASGITransport(app=limited)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for wish in wishes[:2]:
+                ok = await client.post(f"/v1/wishes/{wish['id']}/claims", json={}, headers=member)
+                assert ok.status_code == 201
+            refused = await client.post(
+                f"/v1/wishes/{wishes[2]['id']}/claims", json={}, headers=member
+            )
+            assert refused.status_code == 429
+            assert refused.json()["code"] == "rate_limited"
+            assert int(refused.headers["Retry-After"]) >= 1
+    assert (await api.sql("SELECT count(*) FROM claims"))[0][0] == 2

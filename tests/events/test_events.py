@@ -245,11 +245,27 @@ async def test_chosen_wishes_and_updates(world: World) -> None:
         f"/v1/claim-events/{event_id}/wishes/{other['id']}", headers=world.organizer
     )
     assert removed.status_code == 200
+    unconditional = await api.client.patch(
+        f"/v1/claim-events/{event_id}", json={"per_member_quota": 1}, headers=world.organizer
+    )
+    assert unconditional.status_code == 428
+    read = await api.client.get(f"/v1/claim-events/{event_id}", headers=world.organizer)
+    cached = await api.client.get(
+        f"/v1/claim-events/{event_id}",
+        headers={**world.organizer, "If-None-Match": read.headers["etag"]},
+    )
+    assert cached.status_code == 304
     scheduled = await api.client.patch(
         f"/v1/claim-events/{event_id}",
         json={"starts_at": soon(3600), "ends_at": soon(7200), "per_member_quota": 1},
-        headers=world.organizer,
+        headers={**world.organizer, "If-Match": read.headers["etag"]},
     )
+    stale = await api.client.patch(
+        f"/v1/claim-events/{event_id}",
+        json={"title": "x"},
+        headers={**world.organizer, "If-Match": read.headers["etag"]},
+    )
+    assert stale.status_code == 412
     assert scheduled.status_code == 200, scheduled.text
     assert scheduled.json()["status"] == "scheduled"
     assert scheduled.json()["per_member_quota"] == 1
@@ -269,7 +285,9 @@ async def test_chosen_wishes_and_updates(world: World) -> None:
         other["id"]: "removed",
     }
     late_change = await api.client.patch(
-        f"/v1/claim-events/{event_id}", json={"title": "改名"}, headers=world.organizer
+        f"/v1/claim-events/{event_id}",
+        json={"title": "改名"},
+        headers={**world.organizer, "If-Match": "*"},
     )
     assert late_change.status_code == 409
     # A member still claims the un-pooled wish directly.

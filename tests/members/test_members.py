@@ -93,19 +93,32 @@ async def test_apply_needs_a_community(world: World) -> None:
 async def test_capacity_changes_by_organizer(world: World) -> None:
     api = world.api
     _, user_id = await world.member()
+    url = f"/v1/members/{user_id}"
+    tag = (await api.client.get(url, headers=world.organizer)).headers["etag"]
+    unconditional = await api.client.patch(url, json={"capacity": 7}, headers=world.organizer)
+    assert unconditional.status_code == 428
     changed = await api.client.patch(
-        f"/v1/members/{user_id}", json={"capacity": 7}, headers=world.organizer
+        url, json={"capacity": 7}, headers={**world.organizer, "If-Match": tag}
     )
     assert changed.status_code == 200
     assert changed.json()["capacity"] == 7
     assert changed.json()["capacity_remaining"] == 7
+    stale = await api.client.patch(
+        url, json={"capacity": 8}, headers={**world.organizer, "If-Match": tag}
+    )
+    assert stale.status_code == 412
+    fresh = {**world.organizer, "If-Match": changed.headers["etag"]}
     for body in ({"capacity": -1}, {"capacity": 51}, {"capacity": 3, "status": "active"}):
-        bad = await api.client.patch(f"/v1/members/{user_id}", json=body, headers=world.organizer)
+        bad = await api.client.patch(url, json=body, headers=fresh)
         assert bad.status_code == 422
     by_resident = await api.client.patch(
-        f"/v1/members/{user_id}", json={"capacity": 9}, headers=world.resident
+        url, json={"capacity": 9}, headers={**world.resident, "If-Match": "*"}
     )
     assert by_resident.status_code == 403
+    cached = await api.client.get(
+        url, headers={**world.organizer, "If-None-Match": changed.headers["etag"]}
+    )
+    assert cached.status_code == 304
 
 
 async def test_roster_replace_and_read(world: World) -> None:

@@ -1,0 +1,346 @@
+"""``Idempotency-Key`` on side-effecting POSTs (IETF httpapi idempotency-key draft).
+
+A phone that loses its connection mid-request retries with the same key; the retry must not
+claim twice. How:
+
+1. *Reserve* the (user, key) in a short transaction of its own: insert an ``in_flight``
+   row carrying a fingerprint of the request (method, path, body). Only one request can
+   insert it; one that finds it gets the stored response (``done``, same fingerprint),
+   422 ``idempotency_key_reused`` (a different request under the same key) or 409
+   ``idempotency_in_flight`` (the first is still running).
+2. Run the request. Its session dependency does not commit on its own: it hands the open
+   transaction back here.
+3. Store the response on the key's row **in that same transaction**, then commit. The
+   change and its stored response become visible together, or neither does; a crash in
+   between leaves the row ``in_flight`` with nothing changed, and after
+   ``STALE_AFTER`` a retry takes it over and runs again.
+
+A request that fails (a problem response) changed nothing: its reservation is dropped, so
+a retry runs again. Keys are kept ``settings.idempotency_ttl_hours`` (≥ 24 h), per user
+(unauthenticated calls such as register share one anonymous scope).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import MutableMapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Index, Integer, LargeBinary, String, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.db import Base, BigIntPK, Database, UTCDateTime, utcnow
+from app.core.errors import Conflict, DomainError, PayloadTooLarge, ValidationFailed
+
+HEADER = "idempotency-key"
+KEY_MAX = 255
+STALE_AFTER = timedelta(seconds=60)
+ANONYMOUS = 0  # scope of unauthenticated requests (user ids start at 1)
+# Routes whose responses carry fresh credentials are never stored (a replay would hand a
+# refresh token to whoever repeats the body); retrying them simply logs in again.
+_NOT_STORED = frozenset({"/v1/auth/token", "/v1/auth/refresh", "/v1/auth/otp/verify"})
+# Response headers worth replaying.
+_REPLAYED_HEADERS = {b"content-type", b"location", b"etag", b"content-language"}
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        Index("uq_idempotency_keys_scope_key", "user_scope", "key", unique=True),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    # The user id, or 0 for unauthenticated requests (no FK: a deleted user's keys expire).
+    user_scope: Mapped[int] = mapped_column(BigIntPK)
+    key: Mapped[str] = mapped_column(String(KEY_MAX))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # in_flight | done
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[str | None] = mapped_column(String(2000))
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@dataclass
+class Handoff:
+    """Set on the request's state: the session dependency leaves its open transaction
+    here instead of committing it."""
+
+    stack: AsyncExitStack | None = None
+    session: AsyncSession | None = None
+
+
+@dataclass
+class _Stored:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclass
+class _Captured:
+    messages: list[Message] = field(default_factory=list)
+
+    def stored(self) -> _Stored:
+        start = next(m for m in self.messages if m["type"] == "http.response.start")
+        body = b"".join(
+            m.get("body", b"") for m in self.messages if m["type"] == "http.response.body"
+        )
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() in _REPLAYED_HEADERS]
+        return _Stored(status=int(start["status"]), headers=headers, body=body)
+
+
+def _fingerprint(scope: Scope, body: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(scope["method"].encode())
+    digest.update(b"\0" + scope["path"].encode() + b"\0" + scope.get("query_string", b""))
+    digest.update(b"\0" + body)
+    return digest.hexdigest()
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(IdempotencyKey)
+
+
+async def _reserve(
+    database: Database, user_scope: int, key: str, fingerprint: str
+) -> _Stored | None:
+    """Reserve the key (None), or return the response already stored for it."""
+    now = utcnow()
+    async with database.transaction(write=True) as session:
+        inserted = await session.execute(
+            _insert(session)
+            .values(
+                user_scope=user_scope,
+                key=key,
+                fingerprint=fingerprint,
+                status="in_flight",
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["user_scope", "key"])
+            .returning(IdempotencyKey.id)
+        )
+        if inserted.first() is not None:
+            return None
+        row = await session.scalar(
+            select(IdempotencyKey).where(
+                IdempotencyKey.user_scope == user_scope, IdempotencyKey.key == key
+            )
+        )
+        if row is None:  # expired and purged in between: reserve again next time
+            raise Conflict("idempotency_in_flight")
+        if row.fingerprint != fingerprint:
+            raise ValidationFailed("idempotency_key_reused")
+        if row.status == "done":
+            assert row.response_status is not None
+            headers = [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in json.loads(row.response_headers or "[]")
+            ]
+            return _Stored(row.response_status, headers, row.response_body or b"")
+        # In flight. A reservation older than STALE_AFTER belongs to a request that died
+        # before committing (nothing of it was stored): take it over.
+        taken = await session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.id == row.id,
+                IdempotencyKey.status == "in_flight",
+                IdempotencyKey.updated_at < now - STALE_AFTER,
+            )
+            .values(updated_at=now)
+            .returning(IdempotencyKey.id)
+        )
+        if taken.first() is None:
+            raise Conflict("idempotency_in_flight", headers={"Retry-After": "1"})
+        return None
+
+
+async def _store(session: AsyncSession, user_scope: int, key: str, stored: _Stored) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.user_scope == user_scope, IdempotencyKey.key == key)
+        .values(
+            status="done",
+            response_status=stored.status,
+            response_headers=json.dumps(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in stored.headers]
+            ),
+            response_body=stored.body,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def _release(database: Database, user_scope: int, key: str) -> None:
+    async with database.transaction(write=True) as session:
+        await session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.user_scope == user_scope,
+                IdempotencyKey.key == key,
+                IdempotencyKey.status == "in_flight",
+            )
+        )
+
+
+async def purge_expired(session: AsyncSession, *, ttl: timedelta) -> int:
+    """The clock's job: forget keys older than the TTL."""
+    result = await session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - ttl)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# The body is held in memory to fingerprint and replay it: never more than the largest
+# request any route accepts (a photo, plus room for its multipart envelope).
+_ENVELOPE = 64 * 1024
+
+
+async def _bounded_body(request: Request) -> bytes:
+    settings = request.app.state.settings
+    cap = int(getattr(settings, "photo_max_bytes", 10 * 1024 * 1024)) + _ENVELOPE
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(limit=cap)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge(limit=cap)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _user_scope(request: Request) -> int:
+    from app.core.security import decode_access_token
+
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return ANONYMOUS
+    try:
+        claims = decode_access_token(token, secret_key=request.app.state.settings.secret_key)
+    except DomainError:
+        return ANONYMOUS  # the route itself answers 401
+    return claims.user_id
+
+
+def _valid_key(key: str) -> bool:
+    return 1 <= len(key) <= KEY_MAX and key.isascii() and key.isprintable()
+
+
+class IdempotencyMiddleware:
+    """Idempotency-Key handling for every POST (see the module doc). A middleware, so it
+    sees the final response, problem responses included: a request that ended in an error
+    changed nothing and its reservation is dropped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        key = request.headers.get(HEADER)
+        if key is None or scope["path"] in _NOT_STORED:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._handle(request, key, scope, receive, send)
+        except DomainError as refusal:
+            from app.core.problems import problem_response
+
+            response = problem_response(
+                request,
+                status=refusal.status,
+                code=refusal.code,
+                params=refusal.params,
+                extra=refusal.extra,
+                headers=refusal.headers,
+            )
+            await response(scope, receive, send)
+
+    async def _handle(
+        self, request: Request, key: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if not _valid_key(key):
+            raise ValidationFailed("invalid_idempotency_key", max_length=KEY_MAX)
+        body = await _bounded_body(request)
+        database: Database = request.app.state.database
+        user_scope = _user_scope(request)
+        stored = await _reserve(database, user_scope, key, _fingerprint(scope, body))
+        if stored is not None:
+            await _send_stored(send, stored, replayed=True)
+            return
+
+        delivered = False
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        handoff = Handoff()
+        scope.setdefault("state", {})["idempotency"] = handoff
+        captured = _Captured()
+
+        async def capture(message: Message) -> None:
+            captured.messages.append(message)
+
+        try:
+            await self.app(scope, replay_body, capture)
+            response = captured.stored()
+            if response.status >= 400:
+                # Rolled back (the session saw the error): nothing to remember.
+                if handoff.stack is not None:
+                    stack, handoff.stack = handoff.stack, None
+                    await stack.aclose()
+                await _release(database, user_scope, key)
+            elif handoff.stack is not None:
+                assert handoff.session is not None
+                await _store(handoff.session, user_scope, key, response)
+                stack, handoff.stack = handoff.stack, None
+                await stack.aclose()  # commit: the change and its response together
+            else:
+                async with database.transaction(write=True) as session:
+                    await _store(session, user_scope, key, response)
+        except BaseException:
+            if handoff.stack is not None:
+                stack, handoff.stack = handoff.stack, None
+                await stack.__aexit__(*sys.exc_info())
+            await _release(database, user_scope, key)
+            raise
+        for message in captured.messages:
+            await send(message)
+
+
+async def _send_stored(send: Send, stored: _Stored, *, replayed: bool) -> None:
+    headers = [h for h in stored.headers if h[0].lower() != b"content-length"]
+    headers.append((b"content-length", str(len(stored.body)).encode()))
+    if replayed:
+        headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body})
+
+
+def handoff_of(request: Request) -> Handoff | None:
+    state: MutableMapping[str, Any] = request.scope.get("state", {})
+    handoff = state.get("idempotency")
+    return handoff if isinstance(handoff, Handoff) else None

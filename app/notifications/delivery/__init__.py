@@ -1,0 +1,1 @@
+"""Delivery of notifications outside the app: the push gateway webhook."""

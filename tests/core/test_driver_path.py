@@ -1,0 +1,108 @@
+"""``fetch_one_on_driver``: a hot statement run on the asyncpg connection itself must give
+what ``connection.execute`` gives (row, types, errors) and stay in the session's transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, bindparam, func, insert, literal, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from app.accounts.models import User
+from app.core.config import normalize_database_url
+from app.core.db import UTCDateTime, fetch_one_on_driver
+
+_users = cast(Table, User.__table__)
+# The shape of the claim statement: a data-modifying CTE, a bound UTC time, values the
+# statement fixes itself (``literal``), and a bind parameter used twice.
+_inserted = (
+    insert(_users)
+    .from_select(
+        ["phone", "display_name", "is_admin", "created_at"],
+        select(
+            bindparam("phone"),
+            bindparam("name") + literal("!"),
+            literal(False),
+            bindparam("now", type_=UTCDateTime()),
+        ),
+    )
+    .returning(*_users.c)
+    .cte("u")
+)
+_INSERT_USER = select(
+    select(func.count()).select_from(_inserted).scalar_subquery().label("inserted"),
+    bindparam("name").label("echo"),
+    *_inserted.c,
+)
+
+
+def _params(phone: str) -> dict[str, Any]:
+    # A time in UTC+8: stored and read back as UTC.
+    now = datetime(2026, 11, 27, 20, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
+    return {"phone": phone, "name": "王阿姨", "now": now}
+
+
+async def _count(sessions: async_sessionmaker[AsyncSession], phone: str) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).where(_users.c.phone == phone)) or 0)
+
+
+@pytest.mark.anyio
+async def test_driver_path_matches_execute_and_joins_the_transaction(
+    backend: str, clean_database: str
+) -> None:
+    engine = create_async_engine(normalize_database_url(clean_database))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        if backend != "postgresql":
+            async with sessions() as session:
+                with pytest.raises(ValueError, match="asyncpg"):
+                    await fetch_one_on_driver(
+                        await session.connection(), _INSERT_USER, _params("+8613800000001")
+                    )
+            return
+
+        # Same row as SQLAlchemy's own execution (rolled back: phones are unique).
+        async with sessions() as session:
+            connection = await session.connection()
+            expected = (await connection.execute(_INSERT_USER, _params("+8613800000001"))).one()
+            await session.rollback()
+        async with sessions() as session:
+            connection = await session.connection()
+            row = await fetch_one_on_driver(connection, _INSERT_USER, _params("+8613800000001"))
+            assert row._fields == tuple(expected._fields)
+            assert row.inserted == 1
+            assert row.echo == "王阿姨"
+            assert row.display_name == "王阿姨!"
+            assert row.is_admin is False
+            assert row.created_at == datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=UTC)
+            assert row.created_at.tzinfo is UTC
+            for name in ("inserted", "echo", "phone", "display_name", "is_admin", "created_at"):
+                assert getattr(row, name) == getattr(expected, name)
+                assert type(getattr(row, name)) is type(getattr(expected, name))
+            # In the session's transaction: its rollback undoes the insert.
+            await session.rollback()
+        assert await _count(sessions, "+8613800000001") == 0
+
+        # The session's commit makes it stick, and a driver error is SQLAlchemy's error.
+        async with sessions() as session:
+            await fetch_one_on_driver(
+                await session.connection(), _INSERT_USER, _params("+8613800000002")
+            )
+            await session.commit()
+        assert await _count(sessions, "+8613800000002") == 1
+        async with sessions() as session:
+            with pytest.raises(IntegrityError) as raised:
+                await fetch_one_on_driver(
+                    await session.connection(), _INSERT_USER, _params("+8613800000002")
+                )
+            assert getattr(raised.value.orig, "sqlstate", None) == "23505"
+            assert "王阿姨" not in str(raised.value)  # parameters stay out of errors
+            await session.rollback()
+            # The connection is still good after the rollback.
+            assert await session.scalar(select(literal(1))) == 1
+    finally:
+        await engine.dispose()

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import normalize_database_url
+from app.core.db import UTCDateTime, utcnow
 from tests.conftest import Api
 from tests.invariants import violations
 from tests.live import Population, live_server, seed
@@ -61,6 +62,41 @@ async def _writer(
     return done
 
 
+async def _slow_writer(database_url: str, resident_id: int, stop: float, seed_: int) -> int:
+    """Transactions that take their time between writing and committing (as a batch job
+    would), while the server's quick ones commit around them: marks the resident's
+    notifications read, one per transaction. Nothing touches such a row again, so a sync
+    that skipped one of these commits would never put it right."""
+    rng = random.Random(seed_)
+    engine = create_async_engine(
+        normalize_database_url(database_url),
+        connect_args={"timeout": 30} if "sqlite" in database_url else {},
+    )
+    done = 0
+    try:
+        while time.monotonic() < stop:
+            async with engine.connect() as connection:
+                if engine.dialect.name == "sqlite":
+                    await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                marked = await connection.execute(
+                    text(
+                        "UPDATE notifications SET read_at = :now WHERE id = (SELECT min(id) "
+                        "FROM notifications WHERE user_id = :user AND read_at IS NULL)"
+                    ).bindparams(bindparam("now", type_=UTCDateTime())),
+                    {"now": utcnow(), "user": resident_id},
+                )
+                # Short on SQLite, where it holds the only write lock.
+                await asyncio.sleep(
+                    rng.uniform(0.05, 0.2) if engine.dialect.name == "postgresql" else 0.02
+                )
+                await connection.commit()
+                done += marked.rowcount
+            await asyncio.sleep(0.01)
+    finally:
+        await engine.dispose()
+    return done
+
+
 async def _syncer(
     http: httpx.AsyncClient, replica: Replica, headers: dict[str, str], writing: asyncio.Event
 ) -> int:
@@ -95,15 +131,20 @@ async def test_sync_with_concurrent_writers_misses_nothing(
             asyncio.create_task(_syncer(http, replica, people.headers(user_id), writing))
             for user_id, replica in syncing.items()
         ]
+        slow = asyncio.create_task(
+            _slow_writer(clean_database, people.resident_id, stop, len(writers))
+        )
         writes = await asyncio.gather(
             *(
                 _writer(http, people, member_id, stop, index)
                 for index, member_id in enumerate(writers)
             )
         )
+        marked = await slow
         writing.clear()
         pulls = await asyncio.gather(*sync_tasks)
         assert sum(writes) > 50, writes
+        assert marked > 3, marked
         assert min(pulls) >= 3, pulls
 
         # Quiet now: one more sync each, and the copies must equal the server's state.

@@ -199,3 +199,18 @@ async def api(clean_database: str) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(client=client, settings=settings)
+
+
+@pytest.fixture(scope="module")
+def running_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real server per backend for a test module (each test still starts from empty
+    tables through ``clean_database``); its log is checked when the module is done."""
+    from tests.live import checked_server
+
+    with checked_server(database_url, tmp_path_factory.mktemp("server")) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def server(running_server: str, clean_database: str) -> str:
+    return running_server

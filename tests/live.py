@@ -95,6 +95,17 @@ def live_server(database_url: str, log_path: Path, **env: str) -> Iterator[str]:
                 process.kill()
 
 
+@contextmanager
+def checked_server(database_url: str, log_dir: Path, **env: str) -> Iterator[str]:
+    """``live_server`` whose log must end with no traceback and no "database is locked"."""
+    log = log_dir / "server.log"
+    with live_server(database_url, log, **env) as base_url:
+        yield base_url
+    output = log.read_text()
+    assert "Traceback" not in output, output[-3000:]
+    assert "database is locked" not in output
+
+
 @dataclass
 class Population:
     community_id: int

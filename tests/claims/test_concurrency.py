@@ -6,33 +6,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.invariants import violations
-from tests.live import Population, live_server, seed
+from tests.live import Population, seed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 
 TIMEOUT = httpx.Timeout(30.0)
-
-
-@pytest.fixture(scope="module")
-def running_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One server per backend for this module; each test still starts from empty tables."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(database_url, log) as base_url:
-        yield base_url
-    text = log.read_text()
-    assert "Traceback" not in text, text[-3000:]
-    assert "database is locked" not in text
-
-
-@pytest.fixture
-def server(running_server: str, clean_database: str) -> str:
-    return running_server
 
 
 def client(base_url: str, connections: int) -> httpx.AsyncClient:

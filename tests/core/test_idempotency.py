@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import Api
 from tests.invariants import violations
-from tests.live import live_server, seed
+from tests.live import seed
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -102,15 +101,6 @@ async def test_bad_keys_are_refused(world: World) -> None:
         assert response.json()["code"] == "invalid_idempotency_key"
     rows = await api.sql("SELECT count(*) FROM claims")
     assert rows[0][0] == 0
-
-
-@pytest.fixture(scope="module")
-def running_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(database_url, log) as base_url:
-        yield base_url
-    text = log.read_text()
-    assert "Traceback" not in text, text[-3000:]
 
 
 @pytest.mark.server

@@ -11,7 +11,6 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,21 +27,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.server]
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT = httpx.Timeout(30.0)
-
-
-@pytest.fixture(scope="module")
-def running_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with live_server(database_url, log) as base_url:
-        yield base_url
-    text = log.read_text()
-    assert "Traceback" not in text, text[-3000:]
-    assert "database is locked" not in text
-
-
-@pytest.fixture
-def server(running_server: str, clean_database: str) -> str:
-    return running_server
 
 
 async def make_organizer(database_url: str, user_id: int) -> None:

@@ -418,11 +418,7 @@ async def pool_counts(
         )
         .group_by(ClaimEventWish.event_id)
     )
-    return {
-        int(row[0]): (int(row[1] or 0), int(row[2] or 0))
-        for row in rows.all()
-        if row[0] is not None
-    }
+    return _pairs_by_event(rows.all())
 
 
 async def claimed_slots(
@@ -440,8 +436,9 @@ async def claimed_slots(
         .where(Claim.event_id.in_(list(event_ids)), Claim.status.in_(LIVE_CLAIM))
         .group_by(Claim.event_id)
     )
-    return {
-        int(row[0]): (int(row[1] or 0), int(row[2] or 0))
-        for row in rows.all()
-        if row[0] is not None
-    }
+    return _pairs_by_event(rows.all())
+
+
+def _pairs_by_event(rows: Sequence[Any]) -> dict[int, tuple[int, int]]:
+    """(event id, a, b) aggregate rows as {event id: (a, b)}; NULL sums count as 0."""
+    return {int(row[0]): (int(row[1] or 0), int(row[2] or 0)) for row in rows if row[0] is not None}

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 from importlib import resources
 from typing import Annotated, Any
@@ -18,14 +17,14 @@ from app.core.auth import CurrentActor, _bearer, get_actor
 from app.core.conditional import not_modified, required_if_match
 from app.core.db import Database
 from app.core.deps import DbSession
-from app.core.errors import NotFound, Unauthorized
+from app.core.errors import Unauthorized
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
 from app.core.types import MAX_ID, Id
 from app.events import service
 from app.events.live import LiveFeeds
-from app.events.models import ClaimEvent, EventMode, EventStatus, PoolState
+from app.events.models import EventMode, EventStatus, PoolState
 from app.events.schemas import (
     CommunityBrief,
     CommunityReport,
@@ -438,18 +437,12 @@ async def _stream_viewer(
 ) -> None:
     """A signed-in user who may see the event, or the board's token."""
     if board_token is not None:
-        event = await session.get(ClaimEvent, event_id)
-        if event is None or not _same(event.board_token, board_token):
-            raise NotFound(resource="claim_event")
+        await service.require_board_token(session, event_id=event_id, token=board_token)
         return
     if credentials is None:
         raise Unauthorized()
     actor: Actor = await get_actor(request, credentials)
     await service.get_event(session, actor, event_id=event_id)
-
-
-def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 @router.get(

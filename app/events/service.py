@@ -8,6 +8,7 @@ state, so running them twice, or in several server processes at once, is harmles
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Sequence
@@ -227,6 +228,14 @@ async def update_event(
     event.version += 1
     await session.flush()
     return (await _views(session, actor, [event]))[0]
+
+
+async def require_board_token(session: AsyncSession, *, event_id: int, token: str) -> None:
+    """The live board's read-only access: the event's own token (compared in constant
+    time); anything else is an unknown event."""
+    event = await repository.get(session, event_id)
+    if event is None or not hmac.compare_digest(event.board_token.encode(), token.encode()):
+        raise NotFound(resource="claim_event")
 
 
 async def get_event(session: AsyncSession, actor: Actor, *, event_id: int) -> EventView:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +45,8 @@ from app.core.db import UTCDateTime, fetch_one_on_driver
 from app.core.pagination import after
 from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
+from app.notifications import repository as notifications_repository
+from app.notifications.models import NotificationKind
 from app.wishes.models import Wish, WishStatus
 
 
@@ -125,6 +128,11 @@ def _take_wish_slots(kind: EventClaim) -> Any:
             _wishes.c.grid_id,
             _wishes.c.category,
             _wishes.c.deadline,
+            # For the owner's notification (RETURNING gives the status after this claim).
+            _wishes.c.title,
+            _wishes.c.status,
+            _wishes.c.resident_id,
+            _wishes.c.creator_id,
         )
     )
 
@@ -216,12 +224,16 @@ def claim_deadline(category: Any, wish_deadline: Any, categories: tuple[str, ...
 
 
 def _claim_in_one_statement(
-    anywhere: bool, kind: EventClaim = EventClaim.direct, deadline_categories: tuple[str, ...] = ()
+    anywhere: bool,
+    kind: EventClaim = EventClaim.direct,
+    deadline_categories: tuple[str, ...] = (),
+    outbox: bool = False,
 ) -> Any:
     """PostgreSQL: the steps below as one statement (data-modifying CTEs), one round trip.
     Same conditions, built from the same expressions; each step runs only if the one before
-    it took what it needed, and the claim is inserted only if all did. Lock order: wish,
-    member, quota row, then the new claim."""
+    it took what it needed, and the claim is inserted only if all did, with the wish owner's
+    notification (and its push outbox row, with ``outbox``). Lock order: wish, member, quota
+    row, then the new claim."""
     wish = _take_wish_slots(kind).cte("w")
     member_conditions = [*_MEMBER_CONDITIONS, exists(select(wish.c.district_id))]
     if not anywhere:
@@ -283,6 +295,24 @@ def _claim_in_one_statement(
         .returning(*_claims.c)
         .cte("c")
     )
+    notice = notifications_repository.inbox_rows_cte(
+        select(
+            func.coalesce(wish.c.resident_id, wish.c.creator_id),
+            literal(NotificationKind.wish_claimed.value),
+            notifications_repository.wish_notice_data(
+                wish.c.id,
+                wish.c.title,
+                wish.c.status,
+                claim_id=sql_cast(claim.c.id, String()),
+                slots=claim.c.slots,
+                source=claim.c.source,
+                event_id=sql_cast(claim.c.event_id, String()),
+            ),
+            bindparam("now", type_=UTCDateTime()),
+        ).select_from(claim.join(wish, true())),
+        outbox=outbox,
+        name="n",
+    )
     anchor_row = select(literal(1).label("one")).subquery("one")
     quota_taken = (
         select(func.count()).select_from(quota).scalar_subquery()
@@ -293,6 +323,7 @@ def _claim_in_one_statement(
         select(func.count()).select_from(wish).scalar_subquery().label("wish_taken"),
         select(func.count()).select_from(member).scalar_subquery().label("capacity_taken"),
         quota_taken.label("quota_taken"),
+        select(func.count()).select_from(notice).scalar_subquery().label("notified"),
         *claim.c,
     ).select_from(anchor_row.outerjoin(claim, true()))
 
@@ -356,27 +387,19 @@ async def insert_claim(session: AsyncSession, values: dict[str, Any]) -> Claim:
     return Claim(**row._asdict())
 
 
-_CLAIM_STATEMENTS = {
-    (EventClaim.direct, True): _claim_in_one_statement(anywhere=True),
-    (EventClaim.direct, False): _claim_in_one_statement(anywhere=False),
-    (EventClaim.rush, True): _claim_in_one_statement(anywhere=True, kind=EventClaim.rush),
-    (EventClaim.allocation, True): _claim_in_one_statement(
-        anywhere=True, kind=EventClaim.allocation
-    ),
-}
-# Claim deadlines: with per-category periods configured, the statements' deadline CASE names
-# those categories; built once per (kind, anywhere, categories) on first use.
-_CLAIM_STATEMENTS_BY_CATEGORIES: dict[tuple[EventClaim, bool, tuple[str, ...]], Any] = {}
+# Built once per (kind, anywhere, per-category deadline periods, push outbox) on first use:
+# with per-category periods configured, the deadline CASE names those categories.
+_CLAIM_STATEMENTS: dict[tuple[EventClaim, bool, tuple[str, ...], bool], Any] = {}
 
 
-def _claim_statement(kind: EventClaim, anywhere: bool, deadline_categories: tuple[str, ...]) -> Any:
-    if not deadline_categories:
-        return _CLAIM_STATEMENTS[(kind, anywhere)]
-    key = (kind, anywhere, deadline_categories)
-    statement = _CLAIM_STATEMENTS_BY_CATEGORIES.get(key)
+def _claim_statement(
+    kind: EventClaim, anywhere: bool, deadline_categories: tuple[str, ...], outbox: bool
+) -> Any:
+    key = (kind, anywhere, deadline_categories, outbox)
+    statement = _CLAIM_STATEMENTS.get(key)
     if statement is None:
-        statement = _claim_in_one_statement(anywhere, kind, deadline_categories)
-        _CLAIM_STATEMENTS_BY_CATEGORIES[key] = statement
+        statement = _claim_in_one_statement(anywhere, kind, deadline_categories, outbox)
+        _CLAIM_STATEMENTS[key] = statement
     return statement
 
 
@@ -396,20 +419,23 @@ async def attempt_claim(
     kind: EventClaim = EventClaim.direct,
     event_id: int | None = None,
 ) -> ClaimAttempt:
-    """Take slots, capacity, the event quota (event claims), and insert the claim with its
-    deadline (from ``periods``, by the wish's category and deadline); raises IntegrityError
-    when the member already holds a live claim on the wish. One statement on PostgreSQL; on
-    SQLite, where writers are serialized anyway, the same steps one after another. Event
-    claims are claims from anywhere."""
+    """Take slots, capacity, the event quota (event claims), insert the claim with its
+    deadline (from ``periods``, by the wish's category and deadline) and tell the wish's
+    owner (``wish_claimed``); raises IntegrityError when the member already holds a live
+    claim on the wish. One statement on PostgreSQL; on SQLite, where writers are serialized
+    anyway, the same steps one after another. Event claims are claims from anywhere."""
     connection = await session.connection()
     if kind is not EventClaim.direct:
         anywhere = True
+    outbox = notifications_repository.push_outbox(session)
     if connection.dialect.name == "postgresql":
+        if outbox:
+            notifications_repository.outbox_written(session)
         # On the asyncpg connection itself, in the session's transaction: SQLAlchemy's
         # per-execution work cost about as much server CPU as the statement's round trip.
         row = await fetch_one_on_driver(
             connection,
-            _claim_statement(kind, anywhere, periods.categories),
+            _claim_statement(kind, anywhere, periods.categories, outbox),
             {
                 "wish_id": wish_id,
                 "member_id": member_id,
@@ -463,6 +489,20 @@ async def attempt_claim(
             "version": 1,
             "deadline": periods.deadline_for(levels.category, levels.deadline),
         },
+    )
+    await notifications_repository.add_for_wish_owner(
+        session,
+        wish_id=wish_id,
+        kind=NotificationKind.wish_claimed.value,
+        data={
+            "wish_id": str(wish_id),
+            "claim_id": str(claim.id),
+            "slots": claim.slots,
+            "source": claim.source,
+            "event_id": str(event_id) if event_id is not None else None,
+        },
+        now=now,
+        outbox=outbox,
     )
     return ClaimAttempt(wish_taken=True, capacity_taken=True, claim=claim)
 

@@ -68,21 +68,8 @@ async def claim_wish(
         )
     except IntegrityError as exc:  # the partial unique index on live (wish, member) claims
         raise Conflict("already_claimed") from exc
-    if attempt.claim is not None:
-        claim = attempt.claim
-        # One INSERT (the wish's title comes from the wish row in the same statement).
-        await notifications.notify_wish_owner(
-            session,
-            wish_id=wish_id,
-            kind=NotificationKind.wish_claimed,
-            data={
-                "claim_id": str(claim.id),
-                "slots": claim.slots,
-                "source": claim.source,
-                "event_id": str(event_id) if event_id is not None else None,
-            },
-        )
-        return claim
+    if attempt.claim is not None:  # the wish's owner was told by the same statement(s)
+        return attempt.claim
     if not attempt.wish_taken:
         if explain_event is not None:
             await explain_event()

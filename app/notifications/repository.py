@@ -105,9 +105,9 @@ def _to_wish_owner(dialect: str) -> Insert:
     return insert(_notifications).from_select(_INSERT_COLUMNS, recipients)
 
 
-def _and_outbox(inserting: Insert) -> Any:
+def _and_outbox(inserting: Insert, name: str = "created") -> Any:
     """PostgreSQL: the inbox INSERT as a CTE feeding the outbox INSERT, one statement."""
-    created = inserting.returning(_notifications.c.id).cte("created")
+    created = inserting.returning(_notifications.c.id).cte(name)
     return insert(_deliveries).from_select(
         ["notification_id", "status", "attempts", "next_attempt_at", "created_at"],
         select(
@@ -118,6 +118,52 @@ def _and_outbox(inserting: Insert) -> Any:
             bindparam("now", type_=UTCDateTime()),
         ),
     )
+
+
+def inbox_rows_cte(recipients: Select[Any], *, outbox: bool, name: str) -> Any:
+    """PostgreSQL, for a statement made of data-modifying CTEs: a CTE inserting one
+    notification per row of ``recipients`` (user_id, kind, data as JSON, created_at) and,
+    with ``outbox``, their outbox rows (``:now`` is their first attempt). The enclosing
+    statement must select from the returned CTE: PostgreSQL runs every data-modifying CTE,
+    but SQLAlchemy renders only those a statement refers to. A caller that passes
+    ``outbox`` marks the session with ``outbox_written``."""
+    inserting = insert(_notifications).from_select(_INSERT_COLUMNS, recipients)
+    if outbox:
+        return (
+            _and_outbox(inserting, name)
+            .returning(_deliveries.c.notification_id)
+            .cte(f"{name}_outbox")
+        )
+    return inserting.returning(_notifications.c.id).cte(name)
+
+
+def push_outbox(session: AsyncSession) -> bool:
+    """Whether this session's notifications also go to the push outbox."""
+    return bool(session.info.get(PUSH_OUTBOX, False))
+
+
+def outbox_written(session: AsyncSession) -> None:
+    """This transaction wrote outbox rows: wake the sender when it commits."""
+    session.info[OUTBOX_WRITTEN] = True
+
+
+def wish_notice_data(
+    wish_id: Any, wish_title: Any, wish_status: Any, **fields: Any
+) -> ColumnElement[Any]:
+    """PostgreSQL: a notification's data built in SQL from a wish's columns and ``fields``
+    (SQL expressions), with the keys ``add_for_wish_owner`` gives it."""
+    pairs: list[Any] = [
+        literal_column("'wish_id'"),
+        cast(wish_id, String()),
+        literal_column("'wish_title'"),
+        wish_title,
+        literal_column("'wish_status'"),
+        wish_status,
+    ]
+    for key, value in fields.items():
+        assert key.isidentifier()  # a key from the code, quoted as an SQL literal
+        pairs += [literal_column(f"'{key}'"), value]
+    return cast(func.jsonb_build_object(*pairs), JSON)
 
 
 _TO_WISH_OWNER = {

@@ -24,7 +24,7 @@ logger = logging.getLogger("microwish.notifications")
 
 
 def _outbox(session: AsyncSession) -> bool:
-    return bool(session.info.get(repository.PUSH_OUTBOX, False))
+    return repository.push_outbox(session)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import User
 from app.claims.deadlines import ClaimPeriods
 from app.claims.models import Claim, ClaimStatus
-from app.core.db import UTCDateTime, fetch_one_on_driver
+from app.core.db import UTCDateTime, fetch_one_on_driver, orm_from_row
 from app.core.pagination import after
 from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
@@ -449,7 +449,7 @@ async def attempt_claim(
         )
         claim = None
         if row.id is not None:
-            claim = Claim(**{name: getattr(row, name) for name in _CLAIM_COLUMNS})
+            claim = orm_from_row(Claim, {name: getattr(row, name) for name in _CLAIM_COLUMNS})
         return ClaimAttempt(
             bool(row.wish_taken), bool(row.capacity_taken), claim, bool(row.quota_taken)
         )

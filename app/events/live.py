@@ -24,10 +24,14 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
+from app.claims.models import Claim
 from app.core.config import Settings
 from app.core.db import Database, create_database, utcnow
 from app.events import repository, service
-from app.events.models import ClaimEvent
+from app.events.models import ClaimEvent, ClaimEventWish, EventStatus
+from app.regions.models import Region
+from app.sync import repository as sync_repository
+from app.wishes.models import Wish
 from app.wishes.privacy import mask_name
 
 logger = logging.getLogger("microwish.events.live")
@@ -70,8 +74,15 @@ def _tally_json(tally: service.Tally) -> dict[str, Any]:
     }
 
 
-def _claim_json(summary: service.EventSummary, claim: Any, name: str) -> dict[str, Any]:
-    titles = {wish.id: (wish.title, wish.community_id) for wish, _, _ in summary.wishes}
+_Titles = dict[int, tuple[str, int | None]]
+
+
+def _titles(summary: service.EventSummary) -> _Titles:
+    """Wish id -> (title, community id), for claim messages."""
+    return {wish.id: (wish.title, wish.community_id) for wish, _, _ in summary.wishes}
+
+
+def _claim_json(titles: _Titles, claim: Any, name: str) -> dict[str, Any]:
     title, community_id = titles.get(claim.wish_id, ("", None))
     return {
         "claim_id": str(claim.id),
@@ -100,6 +111,7 @@ def _wish_json(wish: Any, claimed: int, free: int | None) -> dict[str, Any]:
 
 def snapshot(summary: service.EventSummary) -> dict[str, Any]:
     event = summary.event
+    titles = _titles(summary)
     return {
         "event": {
             "id": str(event.id),
@@ -113,7 +125,7 @@ def snapshot(summary: service.EventSummary) -> dict[str, Any]:
         "wishes": [_wish_json(w, c, f) for w, c, f in summary.wishes],
         "totals": _tally_json(summary.totals),
         "recent_claims": [
-            _claim_json(summary, claim, name)
+            _claim_json(titles, claim, name)
             for claim, name in reversed(summary.claims[-RECENT_CLAIMS:])
         ],
         "server_time": _iso(utcnow()),
@@ -141,6 +153,30 @@ def _state(summary: service.EventSummary) -> _State:
 
 
 @dataclass
+class _Mirror:
+    """A feed's copy of its event's communities, pool entries and claims. While the event
+    stays live, a read fetches only the wishes and claims written since the last one, by
+    their sync versions (``app.sync``: a transaction that commits out of order is caught
+    too); when the event is not live, or its status changed, everything again. In a rush a
+    full read per wake-up cost more server CPU than the claims themselves."""
+
+    epoch: str
+    read_point: int
+    status: str
+    communities: list[Region]
+    pooled: dict[int, tuple[ClaimEventWish, Wish]]  # by wish id
+    claims: dict[int, tuple[Claim, str]]  # by claim id
+
+    def summary(self, event: ClaimEvent) -> service.EventSummary:
+        return service.summary_of(
+            event,
+            self.communities,
+            [self.pooled[wish_id] for wish_id in sorted(self.pooled)],
+            [self.claims[claim_id] for claim_id in sorted(self.claims)],
+        )
+
+
+@dataclass
 class _Feed:
     event_id: int
     subscribers: set[asyncio.Queue[str]] = field(default_factory=set)
@@ -148,6 +184,7 @@ class _Feed:
     task: asyncio.Task[None] | None = None
     state: _State | None = None
     sequence: int = 0
+    mirror: _Mirror | None = None
 
 
 class LiveFeeds:
@@ -264,6 +301,45 @@ class LiveFeeds:
                 return None
             return await service.summarise(session, event)
 
+    async def _read(self, feed: _Feed) -> service.EventSummary | None:
+        """The event's summary from the feed's mirror, brought up to date."""
+        async with self.reader.transaction(write=False) as session:
+            point = await sync_repository.read_point(session)  # first: see _Mirror
+            event = await repository.get(session, feed.event_id)
+            if event is None:
+                feed.mirror = None
+                return None
+            mirror = feed.mirror
+            if (
+                mirror is None
+                or mirror.epoch != point.epoch
+                or mirror.status != event.status
+                or event.status != EventStatus.live.value
+            ):
+                communities = await repository.communities_of(session, [event.id])
+                pooled = await repository.pooled_wishes(session, event.id)
+                claims = await repository.event_claims(session, event.id)
+                mirror = feed.mirror = _Mirror(
+                    epoch=point.epoch,
+                    read_point=point.version,
+                    status=event.status,
+                    communities=communities[event.id],
+                    pooled={wish.id: (entry, wish) for entry, wish in pooled},
+                    claims={claim.id: (claim, name) for claim, name in claims},
+                )
+            else:
+                since = mirror.read_point
+                for entry, wish in await repository.pooled_wishes(
+                    session, event.id, changed_since=since
+                ):
+                    mirror.pooled[wish.id] = (entry, wish)
+                for claim, name in await repository.event_claims(
+                    session, event.id, changed_since=since
+                ):
+                    mirror.claims[claim.id] = (claim, name)
+                mirror.read_point = point.version
+        return mirror.summary(event)
+
     def _publish(self, feed: _Feed, kind: str, data: dict[str, Any]) -> None:
         feed.sequence += 1
         message = sse(kind, data, feed.sequence)
@@ -277,7 +353,7 @@ class LiveFeeds:
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # one read for a burst of claims
             feed.wake.clear()
             try:
-                summary = await self._summary(feed.event_id)
+                summary = await self._read(feed)
             except Exception:
                 logger.warning("live feed of event %s failed to read", feed.event_id, exc_info=True)
                 continue
@@ -302,9 +378,10 @@ class LiveFeeds:
                     "ends_at": _iso(event.ends_at),
                 },
             )
+        titles = _titles(summary)
         for claim, name in summary.claims:
             if claim.id not in old.claim_ids:
-                self._publish(feed, "claim", _claim_json(summary, claim, name))
+                self._publish(feed, "claim", _claim_json(titles, claim, name))
         for wish, claimed, free in summary.wishes:
             if old.wishes.get(wish.id) != new.wishes.get(wish.id):
                 self._publish(feed, "wish", _wish_json(wish, claimed, free))

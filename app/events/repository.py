@@ -375,19 +375,29 @@ async def member_limits(
     return limits
 
 
-async def event_claims(session: AsyncSession, event_id: int) -> list[tuple[Claim, str]]:
-    """Every claim made in the event, with the claimer's display name, in id order."""
-    rows = await session.execute(
+async def event_claims(
+    session: AsyncSession, event_id: int, *, changed_since: int | None = None
+) -> list[tuple[Claim, str]]:
+    """Every claim made in the event, with the claimer's display name, in id order; with
+    ``changed_since`` (a sync read point, see ``app.sync``), only those written since."""
+    statement = (
         select(Claim, User.display_name)
         .join(User, User.id == Claim.member_id)
         .where(Claim.event_id == event_id)
         .order_by(Claim.id)
     )
+    if changed_since is not None:
+        statement = statement.where(Claim.sync_version >= changed_since)
+    rows = await session.execute(statement)
     return [(claim, name) for claim, name in rows.all()]
 
 
-async def pooled_wishes(session: AsyncSession, event_id: int) -> list[tuple[ClaimEventWish, Wish]]:
-    rows = await session.execute(
+async def pooled_wishes(
+    session: AsyncSession, event_id: int, *, changed_since: int | None = None
+) -> list[tuple[ClaimEventWish, Wish]]:
+    """The event's pool entries (pooled or returned) with their wishes, in wish id order;
+    with ``changed_since`` (a sync read point), only those whose wish was written since."""
+    statement = (
         select(ClaimEventWish, Wish)
         .join(Wish, Wish.id == ClaimEventWish.wish_id)
         .where(
@@ -397,6 +407,9 @@ async def pooled_wishes(session: AsyncSession, event_id: int) -> list[tuple[Clai
         .order_by(ClaimEventWish.wish_id)
         .execution_options(populate_existing=True)
     )
+    if changed_since is not None:
+        statement = statement.where(Wish.sync_version >= changed_since)
+    rows = await session.execute(statement)
     return [(entry, wish) for entry, wish in rows.all()]
 
 

@@ -32,6 +32,7 @@ from app.events.models import (
     MAX_PREFERENCES,
     ClaimEvent,
     ClaimEventPreference,
+    ClaimEventWish,
     EventMode,
     EventStatus,
     PoolState,
@@ -698,10 +699,22 @@ class EventSummary:
 
 async def summarise(session: AsyncSession, event: ClaimEvent) -> EventSummary:
     communities = (await repository.communities_of(session, [event.id]))[event.id]
-    tallies = {c.id: Tally(community_id=c.id, name=c.name) for c in communities}
-    totals = Tally(community_id=0, name="合计")
     pooled = await repository.pooled_wishes(session, event.id)
     claims = await repository.event_claims(session, event.id)
+    return summary_of(event, communities, pooled, claims)
+
+
+def summary_of(
+    event: ClaimEvent,
+    communities: Sequence[Region],
+    pooled: Sequence[tuple[ClaimEventWish, Wish]],
+    claims: list[tuple[Claim, str]],
+) -> EventSummary:
+    """The summary of the event from its communities, its pool entries with their wishes
+    (in wish id order) and its claims with the claimers' names (in id order). Pure: the live
+    feed keeps these rows up to date itself and summarises its copy."""
+    tallies = {c.id: Tally(community_id=c.id, name=c.name) for c in communities}
+    totals = Tally(community_id=0, name="合计")
     live_claims = [(c, n) for c, n in claims if c.status in repository.LIVE_CLAIM]
     by_wish: dict[int, list[Claim]] = {}
     for claim, _ in live_claims:

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.models import User
 from app.claims.deadlines import ClaimPeriods
 from app.claims.models import Claim, ClaimStatus
-from app.core.db import UTCDateTime, fetch_one_on_driver, orm_from_row
+from app.core.db import UTCDateTime, fetch_one_on_driver, may_commit_alone, orm_from_row
 from app.core.pagination import after
 from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
@@ -82,9 +82,10 @@ class EventClaim(enum.StrEnum):
     allocation = "allocation"
 
 
-def _take_wish_slots(kind: EventClaim) -> Any:
+def _wish_conditions(kind: EventClaim, wish_id: Any) -> list[Any]:
+    """When a wish may take ``:slots`` more for ``:claimer_id`` this way (see ``EventClaim``)."""
     conditions = [
-        _wishes.c.id == bindparam("wish_id"),
+        _wishes.c.id == wish_id,
         _wishes.c.status == WishStatus.open.value,
         _wishes.c.slots_claimed + bindparam("slots") <= _wishes.c.slots_total,
         (_wishes.c.deadline.is_(None)) | (_wishes.c.deadline > bindparam("now")),
@@ -104,9 +105,14 @@ def _take_wish_slots(kind: EventClaim) -> Any:
                 (_events.c.ends_at.is_(None)) | (_events.c.ends_at > bindparam("now")),
             )
         )
+    return conditions
+
+
+def _take_wish_slots(kind: EventClaim, *conditions: Any) -> Any:
+    """Add ``:slots`` to the wish: only if it meets the conditions (``_wish_conditions``)."""
     return (
         update(_wishes)
-        .where(*conditions)
+        .where(*(conditions or _wish_conditions(kind, bindparam("wish_id"))))
         .values(
             slots_claimed=_wishes.c.slots_claimed + bindparam("slots"),
             # SET expressions see the old row: this is "full after this claim".
@@ -229,41 +235,66 @@ def _claim_in_one_statement(
     deadline_categories: tuple[str, ...] = (),
     outbox: bool = False,
 ) -> Any:
-    """PostgreSQL: the steps below as one statement (data-modifying CTEs), one round trip.
-    Same conditions, built from the same expressions; each step runs only if the one before
-    it took what it needed, and the claim is inserted only if all did, with the wish owner's
-    notification (and its push outbox row, with ``outbox``). Lock order: wish, member, quota
-    row, then the new claim."""
-    wish = _take_wish_slots(kind).cte("w")
-    member_conditions = [*_MEMBER_CONDITIONS, exists(select(wish.c.district_id))]
+    """PostgreSQL: the steps below as one statement (data-modifying CTEs), one round trip,
+    that writes all or nothing, so it may also run as a transaction of its own.
+
+    First it checks, locking each row in the lock order (wish, member, then the quota row):
+    the wish's and the member's conditions on their rows, each check only if the one before
+    passed (``SELECT … FOR UPDATE`` waits for a concurrent writer and checks the row as that
+    writer left it). The quota row is the first write: counted up only while under the
+    quota, only when both checks passed. The wish and member are then counted up only if
+    everything passed; they are locked by this statement, so those writes cannot fail. The
+    claim is inserted with them, and the owner's notification (and push outbox row, with
+    ``outbox``) with the claim. Only the claim INSERT can still fail (a live claim on the
+    wish by the member: a unique violation), which undoes the whole statement."""
+    wish_checked = (
+        select(
+            _wishes.c.id,
+            _wishes.c.district_id,
+            _wishes.c.street_id,
+            _wishes.c.community_id,
+            _wishes.c.grid_id,
+        )
+        .where(*_wish_conditions(kind, bindparam("wish_id")))
+        .with_for_update(of=_wishes)
+        .cte("wl")
+    )
+    member_conditions = [*_MEMBER_CONDITIONS, exists(select(wish_checked.c.id))]
     if not anywhere:
         member_conditions.append(
             exists(
                 select(_areas.c.id)
-                .select_from(_areas.join(wish, true()))
+                .select_from(_areas.join(wish_checked, true()))
                 .where(
                     _areas.c.member_id == bindparam("member_id"),
                     or_(
-                        _areas.c.region_id == wish.c.district_id,
-                        _areas.c.region_id == wish.c.street_id,
-                        _areas.c.region_id == wish.c.community_id,
-                        _areas.c.region_id == wish.c.grid_id,
+                        _areas.c.region_id == wish_checked.c.district_id,
+                        _areas.c.region_id == wish_checked.c.street_id,
+                        _areas.c.region_id == wish_checked.c.community_id,
+                        _areas.c.region_id == wish_checked.c.grid_id,
                     ),
                 )
             )
         )
+    member_checked = (
+        select(_members.c.user_id).where(*member_conditions).with_for_update(of=_members).cte("ml")
+    )
+    passed: Any = member_checked.c.user_id
+    quota = None
+    if kind is not EventClaim.direct:
+        quota = _take_quota(pg_insert, member_checked.c.user_id).cte("q")
+        passed = quota.c.member_id
+    wish = _take_wish_slots(kind, _wishes.c.id == bindparam("wish_id"), exists(select(passed))).cte(
+        "w"
+    )
     member = (
         update(_members)
-        .where(*member_conditions)
+        .where(_members.c.user_id == bindparam("member_id"), exists(select(wish.c.id)))
         .values(active_claims=_members.c.active_claims + 1)
         .returning(_members.c.user_id)
         .cte("m")
     )
     takers = wish.join(member, true())
-    quota = None
-    if kind is not EventClaim.direct:
-        quota = _take_quota(pg_insert, member.c.user_id).cte("q")
-        takers = takers.join(quota, true())
     claim = (
         insert(_claims)
         .from_select(
@@ -320,8 +351,8 @@ def _claim_in_one_statement(
         else literal(1)
     )
     return select(
-        select(func.count()).select_from(wish).scalar_subquery().label("wish_taken"),
-        select(func.count()).select_from(member).scalar_subquery().label("capacity_taken"),
+        select(func.count()).select_from(wish_checked).scalar_subquery().label("wish_taken"),
+        select(func.count()).select_from(member_checked).scalar_subquery().label("capacity_taken"),
         quota_taken.label("quota_taken"),
         select(func.count()).select_from(notice).scalar_subquery().label("notified"),
         *claim.c,
@@ -418,12 +449,17 @@ async def attempt_claim(
     periods: ClaimPeriods,
     kind: EventClaim = EventClaim.direct,
     event_id: int | None = None,
+    alone: bool = False,
 ) -> ClaimAttempt:
     """Take slots, capacity, the event quota (event claims), insert the claim with its
     deadline (from ``periods``, by the wish's category and deadline) and tell the wish's
     owner (``wish_claimed``); raises IntegrityError when the member already holds a live
     claim on the wish. One statement on PostgreSQL; on SQLite, where writers are serialized
-    anyway, the same steps one after another. Event claims are claims from anywhere."""
+    anyway, the same steps one after another. Event claims are claims from anywhere.
+
+    ``alone``: the claim is everything the caller's transaction writes. On PostgreSQL the
+    statement (which writes all or nothing) then commits by itself when the session allows
+    it (``may_commit_alone``); a refused attempt has written nothing either way."""
     connection = await session.connection()
     if kind is not EventClaim.direct:
         anywhere = True
@@ -446,6 +482,7 @@ async def attempt_claim(
                 "pool_event_id": event_id,
                 **periods.params(),  # claim deadlines
             },
+            alone=alone and may_commit_alone(session),
         )
         claim = None
         if row.id is not None:

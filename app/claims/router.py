@@ -82,6 +82,7 @@ async def claim_wish(
         wish_id=wish_id,
         slots=body.slots if body else 1,
         district_wide=settings.direct_claim_scope == "district",
+        alone=True,
     )
     return claim_read(claim)
 

@@ -46,12 +46,15 @@ async def claim_wish(
     kind: EventClaim = EventClaim.direct,
     event_id: int | None = None,
     explain_event: Callable[[], Awaitable[None]] | None = None,
+    alone: bool = False,
 ) -> Claim:
     """The hot path: conditional statements that each take what they need or change
     nothing (one round trip on PostgreSQL); any refusal is explained and rolls the whole
     transaction back. Event claims (``kind`` rush or allocation) take the wish only if it is
     pooled in ``event_id`` and count against the member's quota there; ``explain_event``
-    raises the event's own reason for a refusal (not live, wrong mode), if it has one."""
+    raises the event's own reason for a refusal (not live, wrong mode), if it has one.
+    ``alone``: the claim is everything the caller's transaction writes (a claim request),
+    so on PostgreSQL it may be a transaction of its own (see ``repository.attempt_claim``)."""
     now = utcnow()
     try:
         attempt = await repository.attempt_claim(
@@ -65,6 +68,7 @@ async def claim_wish(
             periods=deadlines.policy_of(session.info).periods(now),
             kind=kind,
             event_id=event_id,
+            alone=alone,
         )
     except IntegrityError as exc:  # the partial unique index on live (wish, member) claims
         raise Conflict("already_claimed") from exc

@@ -199,6 +199,20 @@ def create_database(settings: Settings) -> Database:
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+# Session.info key: something is written into this transaction after the handler (an
+# Idempotency-Key's stored response), so no statement may be a transaction of its own.
+SHARED_TRANSACTION = "microwish_shared_transaction"
+
+
+def may_commit_alone(session: AsyncSession) -> bool:
+    """Whether a statement that is everything the request writes may run as a transaction
+    of its own (see ``fetch_one_on_driver``): nothing else must share the transaction and
+    the session holds no unflushed changes. (A statement already run in the transaction is
+    checked there: then it stays in it.)"""
+    return not (
+        session.info.get(SHARED_TRANSACTION) or session.new or session.dirty or session.deleted
+    )
+
 
 @asynccontextmanager
 async def _transaction(
@@ -238,6 +252,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         return
     stack = AsyncExitStack()
     session = await stack.enter_async_context(database.transaction(write=True))
+    session.info[SHARED_TRANSACTION] = True  # the stored response commits with the change
     try:
         yield session
     except BaseException:
@@ -319,10 +334,20 @@ def _row_maker(keys: list[str]) -> Callable[[list[Any]], Any]:
 
 
 async def fetch_one_on_driver(
-    connection: AsyncConnection, statement: Select[Any], params: Mapping[str, Any]
+    connection: AsyncConnection,
+    statement: Select[Any],
+    params: Mapping[str, Any],
+    *,
+    alone: bool = False,
 ) -> Any:
     """Run a hot SELECT (e.g. one made of data-modifying CTEs) on the asyncpg connection
     itself, in ``connection``'s transaction; returns its first row or None.
+
+    With ``alone``, when no transaction has begun on the connection yet, the statement is a
+    transaction of its own instead (PostgreSQL commits it as it ends; the session's commit
+    then has nothing to do): no BEGIN and COMMIT round trips, and the row locks it takes are
+    held only while it runs. Only for a statement that writes all or nothing and is
+    everything the request writes (``may_commit_alone``).
 
     The row has the selected columns' keys as attributes and values through the column
     types, as ``(await connection.execute(statement, params)).first()`` would; errors are
@@ -348,8 +373,9 @@ async def fetch_one_on_driver(
     driver: Any = pooled.driver_connection  # the asyncpg connection
     try:
         # The adapter sends BEGIN lazily, with the first statement: send it now, so this
-        # statement is part of the transaction the session will commit or roll back.
-        if adapted._transaction is None:
+        # statement is part of the transaction the session will commit or roll back
+        # (unless it is to be a transaction of its own).
+        if adapted._transaction is None and not alone:
             await adapted._start_transaction()
         record = await driver.fetchrow(prepared.sql, *args)
     except Exception as error:

@@ -491,6 +491,7 @@ async def rush_claim(
         kind=EventClaim.rush,
         event_id=event_id,
         explain_event=explain_event,
+        alone=True,  # the request's one write (notify only marks the session)
     )
     await notify(session, event_id)
     return claim

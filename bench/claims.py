@@ -463,7 +463,6 @@ class Server:
             MICROWISH_DATABASE_URL=url,
             MICROWISH_ENV="test",
             MICROWISH_SECRET_KEY=secret,
-            MICROWISH_DB_POOL_SIZE="20",
         )
         env.update(extra_env or {})
         command = [

@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # SQLite: how long a writer waits for the single write lock before failing.
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # A fixed pool: connections over pool_size are opened and closed as load moves, and under
+    # a claim rush that churn cost each one a new PostgreSQL backend and re-prepared
+    # statements (a request waits for a free connection instead).
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     log_level: str = "INFO"
     # Where members may claim directly: "area" = home community and roster service regions
     # (the district's practice; other communities' wishes go through claim events),

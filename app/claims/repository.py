@@ -97,15 +97,18 @@ def _wish_conditions(kind: EventClaim, wish_id: Any) -> list[Any]:
     else:
         conditions.append(_wishes.c.event_id == bindparam("pool_event_id"))
     if kind is EventClaim.rush:
-        conditions.append(
-            exists().where(
-                _events.c.id == bindparam("pool_event_id"),
-                _events.c.status == "live",
-                _events.c.mode == "rush",
-                (_events.c.ends_at.is_(None)) | (_events.c.ends_at > bindparam("now")),
-            )
-        )
+        conditions.append(_takes_rush_claims())
     return conditions
+
+
+def _takes_rush_claims() -> Any:
+    """The event ``:pool_event_id`` is live, in rush mode and not past its end."""
+    return exists().where(
+        _events.c.id == bindparam("pool_event_id"),
+        _events.c.status == "live",
+        _events.c.mode == "rush",
+        (_events.c.ends_at.is_(None)) | (_events.c.ends_at > bindparam("now")),
+    )
 
 
 def _take_wish_slots(kind: EventClaim, *conditions: Any) -> Any:
@@ -197,16 +200,47 @@ _TAKE_QUOTA_SQLITE = _take_quota(
 
 
 @dataclass(frozen=True)
+class WishSeen:
+    """The wish as the claim statement's snapshot saw it (PostgreSQL), and whether the
+    event took claims then: enough to explain the common refusal, a full wish, without
+    reading again. ``status`` None: no such wish."""
+
+    status: str | None
+    slots_claimed: int
+    slots_total: int
+    resident_id: int | None
+    event_id: int | None
+    event_takes_claims: bool
+
+    def full_for(self, claimer_id: int, slots: int, event_id: int | None) -> bool:
+        """Whether "wish_full" is the answer the full explanation would give: a published
+        wish, not the claimer's own, claimable this way (directly: in no event; in an event:
+        pooled in it while it takes claims), too full for ``slots``."""
+        return (
+            self.status in (WishStatus.open.value, WishStatus.claimed.value)
+            and self.resident_id != claimer_id
+            and self.event_id == event_id
+            and self.event_takes_claims
+            and (
+                self.status == WishStatus.claimed.value
+                or self.slots_claimed + slots > self.slots_total
+            )
+        )
+
+
+@dataclass(frozen=True)
 class ClaimAttempt:
-    """What one claim attempt did: whether the wish took the slots, the member the capacity
-    and (for an event claim) the member's quota, and the claim row when all did. A refused
-    attempt must be rolled back by the caller (the wish's slots may have been taken within
-    the transaction)."""
+    """What one claim attempt did: whether the wish could take the slots, the member the
+    capacity and (for an event claim) the member's quota, and the claim row when all did;
+    on PostgreSQL also the wish as the attempt saw it. A refused attempt must be rolled back
+    by the caller (on SQLite the wish's slots may have been taken within the transaction;
+    PostgreSQL's statement writes nothing when it refuses)."""
 
     wish_taken: bool
     capacity_taken: bool
     claim: Claim | None
     quota_taken: bool = True
+    seen: WishSeen | None = None
 
 
 def claim_deadline(category: Any, wish_deadline: Any, categories: tuple[str, ...]) -> Any:
@@ -350,13 +384,25 @@ def _claim_in_one_statement(
         if quota is not None
         else literal(1)
     )
+    # The wish as this statement's snapshot saw it, to explain a refusal (``WishSeen``).
+    seen = _wishes.alias("seen")
     return select(
         select(func.count()).select_from(wish_checked).scalar_subquery().label("wish_taken"),
         select(func.count()).select_from(member_checked).scalar_subquery().label("capacity_taken"),
         quota_taken.label("quota_taken"),
         select(func.count()).select_from(notice).scalar_subquery().label("notified"),
+        seen.c.status.label("seen_status"),
+        seen.c.slots_claimed.label("seen_slots_claimed"),
+        seen.c.slots_total.label("seen_slots_total"),
+        seen.c.resident_id.label("seen_resident_id"),
+        seen.c.event_id.label("seen_event_id"),
+        (_takes_rush_claims() if kind is EventClaim.rush else literal(True)).label(
+            "seen_event_takes_claims"
+        ),
         *claim.c,
-    ).select_from(anchor_row.outerjoin(claim, true()))
+    ).select_from(
+        anchor_row.outerjoin(claim, true()).outerjoin(seen, seen.c.id == bindparam("wish_id"))
+    )
 
 
 async def take_wish_slots(
@@ -488,7 +534,18 @@ async def attempt_claim(
         if row.id is not None:
             claim = orm_from_row(Claim, {name: getattr(row, name) for name in _CLAIM_COLUMNS})
         return ClaimAttempt(
-            bool(row.wish_taken), bool(row.capacity_taken), claim, bool(row.quota_taken)
+            bool(row.wish_taken),
+            bool(row.capacity_taken),
+            claim,
+            bool(row.quota_taken),
+            WishSeen(
+                status=row.seen_status,
+                slots_claimed=row.seen_slots_claimed or 0,
+                slots_total=row.seen_slots_total or 0,
+                resident_id=row.seen_resident_id,
+                event_id=row.seen_event_id,
+                event_takes_claims=bool(row.seen_event_takes_claims),
+            ),
         )
 
     levels = await take_wish_slots(

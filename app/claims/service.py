@@ -75,6 +75,10 @@ async def claim_wish(
     if attempt.claim is not None:  # the wish's owner was told by the same statement(s)
         return attempt.claim
     if not attempt.wish_taken:
+        seen = attempt.seen
+        if seen is not None and seen.full_for(actor.user_id, slots, event_id):
+            # The statement saw it full: the usual loser of a rush, answered without reading.
+            raise _wish_full(seen.slots_total - seen.slots_claimed)
         if explain_event is not None:
             await explain_event()
         await _explain_wish_refusal(
@@ -129,14 +133,16 @@ async def _explain_wish_refusal(
     if wish.status == WishStatus.claimed.value or (
         wish.status == WishStatus.open.value and wish.slots_claimed + slots > wish.slots_total
     ):
-        raise Conflict(
-            "wish_full",
-            extra={"slots_remaining": wish.slots_total - wish.slots_claimed},
-            slots_remaining=wish.slots_total - wish.slots_claimed,
-        )
+        raise _wish_full(wish.slots_total - wish.slots_claimed)
     if wish.status == WishStatus.open.value and wish.deadline is not None and wish.deadline <= now:
         raise Conflict("not_claimable", extra={"current_state": "expired"}, current_state="expired")
     raise Conflict("not_claimable", extra={"current_state": wish.status}, current_state=wish.status)
+
+
+def _wish_full(slots_remaining: int) -> Conflict:
+    return Conflict(
+        "wish_full", extra={"slots_remaining": slots_remaining}, slots_remaining=slots_remaining
+    )
 
 
 async def require_active_member(session: AsyncSession, actor: Actor) -> None:

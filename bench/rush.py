@@ -553,7 +553,10 @@ def bench_database(kind: str, args: argparse.Namespace) -> DatabaseRun:
         world = asyncio.run(seed(url, secret, args.members, args.wishes, random.Random(args.seed)))
         seed_seconds = time.perf_counter() - seeding
         server = Server(
-            url, secret, Path(logs) / "server.log", extra_env={"MICROWISH_RATE_LIMITS": "off"}
+            url,
+            secret,
+            Path(logs) / "server.log",
+            extra_env={"MICROWISH_RATE_LIMITS": "off", **dict(args.server_env)},
         )
         try:
             server.wait_healthy()
@@ -1040,6 +1043,14 @@ def main() -> None:
         type=float,
         help="before noop and the rush, wait up to this many seconds for a quiet machine "
         f"(default {FULL['quiet_wait']:g}, --quick {QUICK['quiet_wait']:g})",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="MICROWISH_X=VALUE",
+        type=lambda value: tuple(value.split("=", 1)),
+        help="a setting for the server under test (repeatable), e.g. MICROWISH_DB_POOL_SIZE=40",
     )
     args = parser.parse_args()
     defaults = QUICK if args.quick else FULL

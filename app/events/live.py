@@ -38,6 +38,7 @@ logger = logging.getLogger("microwish.events.live")
 
 KEEPALIVE_SECONDS = 15.0
 DEBOUNCE_SECONDS = 0.05
+READ_INTERVAL_SECONDS = 0.2
 RECENT_CLAIMS = 20
 
 
@@ -95,9 +96,14 @@ def _claim_json(titles: _Titles, claim: Any, name: str) -> dict[str, Any]:
     }
 
 
-def _wish_json(wish: Any, claimed: int, free: int | None) -> dict[str, Any]:
+def _wish_shown(wish: Any, claimed: int, free: int | None) -> tuple[int, str]:
+    """The wish's slots on the board (free at opening) and the status shown for it."""
     total = free if free is not None else wish.slots_total - wish.slots_claimed + claimed
-    shown = "claimed" if total and claimed >= total else wish.status
+    return total, "claimed" if total and claimed >= total else wish.status
+
+
+def _wish_json(wish: Any, claimed: int, free: int | None) -> dict[str, Any]:
+    total, shown = _wish_shown(wish, claimed, free)
     return {
         "id": str(wish.id),
         "title": wish.title,
@@ -133,10 +139,10 @@ def snapshot(summary: service.EventSummary) -> dict[str, Any]:
 
 
 def _state(summary: service.EventSummary) -> _State:
-    wishes = {}
-    for wish, claimed, free in summary.wishes:
-        shown = _wish_json(wish, claimed, free)
-        wishes[wish.id] = (claimed, shown["status"])
+    wishes = {
+        wish.id: (claimed, _wish_shown(wish, claimed, free)[1])
+        for wish, claimed, free in summary.wishes
+    }
     totals = summary.totals
     return _State(
         status=summary.event.status,
@@ -347,11 +353,18 @@ class LiveFeeds:
             queue.put_nowait(message)
 
     async def _run(self, feed: _Feed) -> None:
+        loop = asyncio.get_running_loop()
+        last_read = 0.0
         while feed.subscribers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(feed.wake.wait(), timeout=self.poll_seconds)
-                await asyncio.sleep(DEBOUNCE_SECONDS)  # one read for a burst of claims
+                # One read for a burst of claims, and at most one per READ_INTERVAL: a read
+                # summarises the whole event, so in a rush fewer, larger reads cost less.
+                await asyncio.sleep(
+                    max(DEBOUNCE_SECONDS, last_read + READ_INTERVAL_SECONDS - loop.time())
+                )
             feed.wake.clear()
+            last_read = loop.time()
             try:
                 summary = await self._read(feed)
             except Exception:

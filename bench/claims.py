@@ -6,6 +6,7 @@ migrate, seed with bulk SQL, start uvicorn on ``bench._app:app`` (the real app p
 
 * ``noop``        the no-I/O endpoint (same middleware and JWT auth): the ceiling;
 * ``claims``      ``POST /v1/wishes/{id}/claims`` from a hot set of wishes;
+* ``claims+key``  the same with an ``Idempotency-Key`` on each (as the phone app sends them);
 * ``claims/16w``  (SQLite) the same with 16 concurrent writers, counting "database is locked";
 * ``list first`` / ``list deep``  a keyset page of 20 over 100,000 wishes (first page, and
   one ~50,000 rows in).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -806,6 +808,19 @@ async def run_phases(
             "POST", f"/v1/wishes/{wish_id}/claims", world.member_headers[member_id], CLAIM_BODY
         )
 
+    keys = itertools.count()
+
+    def keyed_claim() -> Call:
+        """As the phone app sends it: with an Idempotency-Key (its response is stored in the
+        claim's transaction, so the claim cannot be a transaction of its own)."""
+        call = claim()
+        return Call(
+            call.method,
+            call.target,
+            {**call.headers, "Idempotency-Key": f"bench-{next(keys)}"},
+            call.body,
+        )
+
     noop = Call("GET", "/bench/noop", world.member_headers[world.members[0][0]])
     first_page = Call("GET", f"/v1/wishes?limit={PAGE_LIMIT}", world.lister_headers)
     deep_page = Call(
@@ -843,6 +858,7 @@ async def run_phases(
         phases.append(await phase("noop", args.clients, lambda: noop))
     if "claims" in wanted:
         phases.append(await phase("claims", args.clients, claim, 201))
+        phases.append(await phase("claims+key", args.clients, keyed_claim, 201))
         if kind == "sqlite":
             phases.append(await phase(f"claims/{args.writers}w", args.writers, claim, 201))
     if "list" in wanted:

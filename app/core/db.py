@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, Select, event, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Insert,
+    Integer,
+    MetaData,
+    Select,
+    event,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -300,11 +310,11 @@ class _DriverStatement:
 _REQUIRED = object()
 # Per dialect (one per engine), per statement object: statements are module-level constants.
 _driver_statements: weakref.WeakKeyDictionary[
-    Dialect, dict[int, tuple[Select[Any], _DriverStatement]]
+    Dialect, dict[int, tuple[Select[Any] | Insert, _DriverStatement]]
 ] = weakref.WeakKeyDictionary()
 
 
-def _driver_statement(statement: Select[Any], dialect: Dialect) -> _DriverStatement:
+def _driver_statement(statement: Select[Any] | Insert, dialect: Dialect) -> _DriverStatement:
     compiled_here = _driver_statements.setdefault(dialect, {})
     cached = compiled_here.get(id(statement))
     if cached is not None and cached[0] is statement:
@@ -317,7 +327,7 @@ def _driver_statement(statement: Select[Any], dialect: Dialect) -> _DriverStatem
         bind = compiled.binds[name]
         fixed = _REQUIRED if bind.required else bind.effective_value
         arguments.append((bind.key, fixed, bind.type._cached_bind_processor(dialect)))
-    columns = list(statement.selected_columns)
+    columns = list(statement.exported_columns)  # a SELECT's columns, or what it RETURNs
     prepared = _DriverStatement(
         sql=compiled.string,
         arguments=tuple(arguments),
@@ -335,7 +345,7 @@ def _row_maker(keys: list[str]) -> Callable[[list[Any]], Any]:
 
 async def fetch_one_on_driver(
     connection: AsyncConnection,
-    statement: Select[Any],
+    statement: Select[Any] | Insert,
     params: Mapping[str, Any],
     *,
     alone: bool = False,

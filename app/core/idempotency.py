@@ -29,9 +29,20 @@ from collections.abc import MutableMapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Index, Integer, LargeBinary, String, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,7 +50,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.db import Base, BigIntPK, Database, UTCDateTime, utcnow
+from app.core.db import Base, BigIntPK, Database, UTCDateTime, fetch_one_on_driver, utcnow
 from app.core.errors import Conflict, DomainError, PayloadTooLarge, ValidationFailed
 
 HEADER = "idempotency-key"
@@ -115,11 +126,52 @@ def _insert(session: AsyncSession) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(IdempotencyKey)
 
 
+_table = cast(Table, IdempotencyKey.__table__)
+# PostgreSQL: the reservation as one statement, built once, run as a transaction of its own.
+_RESERVE = (
+    pg_insert(_table)
+    .values(
+        user_scope=bindparam("user_scope", type_=BigInteger()),
+        key=bindparam("key", type_=String()),
+        fingerprint=bindparam("fingerprint", type_=String()),
+        status="in_flight",
+        created_at=bindparam("now", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .on_conflict_do_nothing(index_elements=["user_scope", "key"])
+    .returning(_table.c.id)
+)
+_STORE = (
+    update(_table)
+    .where(
+        _table.c.user_scope == bindparam("scope_of_key"), _table.c.key == bindparam("key_of_row")
+    )
+    .values(
+        status="done",
+        response_status=bindparam("response_status"),
+        response_headers=bindparam("response_headers"),
+        response_body=bindparam("response_body"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 async def _reserve(
     database: Database, user_scope: int, key: str, fingerprint: str
 ) -> _Stored | None:
     """Reserve the key (None), or return the response already stored for it."""
     now = utcnow()
+    if not database.is_sqlite:
+        # The common case, a new key: one round trip (no BEGIN and COMMIT around it).
+        async with database.engine.connect() as connection:
+            reserved = await fetch_one_on_driver(
+                connection,
+                _RESERVE,
+                {"user_scope": user_scope, "key": key, "fingerprint": fingerprint, "now": now},
+                alone=True,
+            )
+        if reserved is not None:
+            return None
     async with database.transaction(write=True) as session:
         inserted = await session.execute(
             _insert(session)
@@ -170,18 +222,19 @@ async def _reserve(
 
 
 async def _store(session: AsyncSession, user_scope: int, key: str, stored: _Stored) -> None:
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.user_scope == user_scope, IdempotencyKey.key == key)
-        .values(
-            status="done",
-            response_status=stored.status,
-            response_headers=json.dumps(
+    connection = await session.connection()
+    await connection.execute(
+        _STORE,
+        {
+            "scope_of_key": user_scope,
+            "key_of_row": key,
+            "response_status": stored.status,
+            "response_headers": json.dumps(
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in stored.headers]
             ),
-            response_body=stored.body,
-            updated_at=utcnow(),
-        )
+            "response_body": stored.body,
+            "now": utcnow(),
+        },
     )
 
 

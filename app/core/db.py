@@ -350,8 +350,9 @@ async def fetch_one_on_driver(
     *,
     alone: bool = False,
 ) -> Any:
-    """Run a hot SELECT (e.g. one made of data-modifying CTEs) on the asyncpg connection
-    itself, in ``connection``'s transaction; returns its first row or None.
+    """Run a hot SELECT (e.g. one made of data-modifying CTEs), or INSERT … RETURNING, on
+    the asyncpg connection itself, in ``connection``'s transaction; returns its first row or
+    None.
 
     With ``alone``, when no transaction has begun on the connection yet, the statement is a
     transaction of its own instead (PostgreSQL commits it as it ends; the session's commit

@@ -1,5 +1,6 @@
 """``fetch_one_on_driver``: a hot statement run on the asyncpg connection itself must give
-what ``connection.execute`` gives (row, types, errors) and stay in the session's transaction."""
+what ``connection.execute`` gives (row, types, errors) and stay in the session's transaction,
+unless it is to be a transaction of its own (``alone``) and none has begun."""
 
 from __future__ import annotations
 
@@ -104,5 +105,30 @@ async def test_driver_path_matches_execute_and_joins_the_transaction(
             await session.rollback()
             # The connection is still good after the rollback.
             assert await session.scalar(select(literal(1))) == 1
+
+        # alone=True: a transaction of its own, committed as it ends (the session's rollback
+        # cannot undo it) ...
+        async with sessions() as session:
+            await fetch_one_on_driver(
+                await session.connection(), _INSERT_USER, _params("+8613800000003"), alone=True
+            )
+            assert await _count(sessions, "+8613800000003") == 1  # seen from elsewhere at once
+            await session.rollback()
+        assert await _count(sessions, "+8613800000003") == 1
+        # ... a failed one leaves nothing and the session usable ...
+        async with sessions() as session:
+            with pytest.raises(IntegrityError):
+                await fetch_one_on_driver(
+                    await session.connection(), _INSERT_USER, _params("+8613800000003"), alone=True
+                )
+            assert await session.scalar(select(literal(1))) == 1
+        # ... and once the session's transaction has begun, the statement stays in it.
+        async with sessions() as session:
+            assert await session.scalar(select(literal(1))) == 1  # BEGIN sent
+            await fetch_one_on_driver(
+                await session.connection(), _INSERT_USER, _params("+8613800000004"), alone=True
+            )
+            await session.rollback()
+        assert await _count(sessions, "+8613800000004") == 0
     finally:
         await engine.dispose()

@@ -36,12 +36,18 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.accounts.models import User
 from app.claims.deadlines import ClaimPeriods
 from app.claims.models import Claim, ClaimStatus
-from app.core.db import UTCDateTime, fetch_one_on_driver, may_commit_alone, orm_from_row
+from app.core.db import (
+    UTCDateTime,
+    fetch_one_alone,
+    fetch_one_on_driver,
+    may_commit_alone,
+    orm_from_row,
+)
 from app.core.pagination import after
 from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
@@ -506,30 +512,32 @@ async def attempt_claim(
     ``alone``: the claim is everything the caller's transaction writes. On PostgreSQL the
     statement (which writes all or nothing) then commits by itself when the session allows
     it (``may_commit_alone``); a refused attempt has written nothing either way."""
-    connection = await session.connection()
     if kind is not EventClaim.direct:
         anywhere = True
     outbox = notifications_repository.push_outbox(session)
-    if connection.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         if outbox:
             notifications_repository.outbox_written(session)
-        # On the asyncpg connection itself, in the session's transaction: SQLAlchemy's
-        # per-execution work cost about as much server CPU as the statement's round trip.
-        row = await fetch_one_on_driver(
-            connection,
-            _claim_statement(kind, anywhere, periods.categories, outbox),
-            {
-                "wish_id": wish_id,
-                "member_id": member_id,
-                "claimer_id": member_id,
-                "slots": slots,
-                "source": source,
-                "now": now,
-                "pool_event_id": event_id,
-                **periods.params(),  # claim deadlines
-            },
-            alone=alone and may_commit_alone(session),
-        )
+        statement = _claim_statement(kind, anywhere, periods.categories, outbox)
+        params = {
+            "wish_id": wish_id,
+            "member_id": member_id,
+            "claimer_id": member_id,
+            "slots": slots,
+            "source": source,
+            "now": now,
+            "pool_event_id": event_id,
+            **periods.params(),  # claim deadlines
+        }
+        alone = alone and may_commit_alone(session)
+        # On the asyncpg connection itself: SQLAlchemy's per-execution work cost about as
+        # much server CPU as the statement's round trip. A transaction of its own, when it
+        # may be one, on a connection straight from the pool if the session has not begun.
+        if alone and isinstance(session.bind, AsyncEngine) and not session.in_transaction():
+            row = await fetch_one_alone(session.bind, statement, params)
+        else:
+            connection = await session.connection()
+            row = await fetch_one_on_driver(connection, statement, params, alone=alone)
         claim = None
         if row.id is not None:
             claim = orm_from_row(Claim, {name: getattr(row, name) for name in _CLAIM_COLUMNS})
@@ -548,6 +556,7 @@ async def attempt_claim(
             ),
         )
 
+    connection = await session.connection()
     levels = await take_wish_slots(
         session,
         wish_id=wish_id,

@@ -92,6 +92,31 @@ def event_read(view: service.EventView, request: Request | None = None) -> Event
     )
 
 
+# First in this router (routes are tried in order): the rush's endpoint.
+@router.post(
+    "/{event_id}/claims",
+    status_code=201,
+    summary="Claim a pooled wish in a live rush event (first come, first served)",
+    description="409 `quota_reached`, `not_in_event`, `wish_full`, `already_claimed`, "
+    "`capacity_reached`, `not_claimable`, `own_wish`, `wrong_event_mode`, `invalid_state` "
+    "(the event is not live); 403 `not_a_member`, `member_not_active`; 429 `rate_limited`.",
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429),
+)
+async def claim_in_event(
+    event_id: EventId,
+    body: EventClaimCreate,
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+) -> ClaimRead:
+    limits: RateLimits = request.app.state.rate_limits
+    await limits.hit(limits.event_claims, "event_claim", str(actor.user_id))
+    claim = await service.rush_claim(
+        session, actor, event_id=event_id, wish_id=body.wish_id, slots=body.slots
+    )
+    return claim_read(claim)
+
+
 @router.post(
     "",
     status_code=201,
@@ -267,30 +292,6 @@ async def close_event(
     event_id: EventId, request: Request, session: DbSession, actor: CurrentActor
 ) -> EventRead:
     return event_read(await service.close_event(session, actor, event_id=event_id), request)
-
-
-@router.post(
-    "/{event_id}/claims",
-    status_code=201,
-    summary="Claim a pooled wish in a live rush event (first come, first served)",
-    description="409 `quota_reached`, `not_in_event`, `wish_full`, `already_claimed`, "
-    "`capacity_reached`, `not_claimable`, `own_wish`, `wrong_event_mode`, `invalid_state` "
-    "(the event is not live); 403 `not_a_member`, `member_not_active`; 429 `rate_limited`.",
-    responses=problem_responses(400, 401, 403, 404, 409, 422, 429),
-)
-async def claim_in_event(
-    event_id: EventId,
-    body: EventClaimCreate,
-    request: Request,
-    session: DbSession,
-    actor: CurrentActor,
-) -> ClaimRead:
-    limits: RateLimits = request.app.state.rate_limits
-    await limits.hit(limits.event_claims, "event_claim", str(actor.user_id))
-    claim = await service.rush_claim(
-        session, actor, event_id=event_id, wish_id=body.wish_id, slots=body.slots
-    )
-    return claim_read(claim)
 
 
 @router.put(

@@ -31,9 +31,14 @@ LIVE_CLAIM = (ClaimStatus.active.value, ClaimStatus.fulfilled.value)
 
 
 async def get(session: AsyncSession, event_id: int, *, lock: bool = False) -> ClaimEvent | None:
+    """With ``lock``: FOR NO KEY UPDATE (what an UPDATE of the event takes), which serializes
+    opening, closing and editing but, unlike FOR UPDATE, not the foreign-key checks (KEY SHARE)
+    of claims being inserted in the event: a rush claim holds its wish when it checks that
+    key, and closing locks the event before the pooled wishes, so FOR UPDATE here could
+    deadlock a close with the rush's last claims."""
     query = select(ClaimEvent).where(ClaimEvent.id == event_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return await session.scalar(query.execution_options(populate_existing=True))
 
 

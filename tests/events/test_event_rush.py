@@ -144,6 +144,44 @@ async def test_rush_on_a_pool(server: str, clean_database: str) -> None:
     assert await violations(clean_database) == {}
 
 
+async def test_closing_during_a_rush(server: str, clean_database: str) -> None:
+    """The organizer closes while claims are still arriving: no deadlock or other 5xx on
+    either side, every claim made before the close counted, every other wish back home."""
+    rng = random.Random(11)
+    people = await seed(
+        clean_database,
+        member_capacities=[3] * 120,
+        wish_slots=[rng.randint(1, 3) for _ in range(60)],
+    )
+    await make_organizer(clean_database, people.resident_id)
+    admin = people.headers(people.resident_id)
+    limits = httpx.Limits(max_connections=80, max_keepalive_connections=80)
+    async with httpx.AsyncClient(base_url=server, limits=limits, timeout=TIMEOUT) as http:
+        event_id = (await open_rush(http, people, quota=3))["id"]
+
+        async def attempt(member_id: int) -> int:
+            response = await http.post(
+                f"/v1/claim-events/{event_id}/claims",
+                json={"wish_id": str(rng.choice(people.wish_ids)), "slots": 1},
+                headers=people.headers(member_id),
+            )
+            assert response.status_code < 500, response.text
+            return response.status_code
+
+        async def close_soon() -> int:
+            await asyncio.sleep(0.05)
+            response = await http.post(f"/v1/claim-events/{event_id}/close", headers=admin)
+            assert response.status_code == 200, response.text
+            return response.status_code
+
+        claims = [attempt(m) for m in people.member_ids for _ in range(3)]
+        statuses = await asyncio.gather(close_soon(), *claims)
+        report = (await http.get(f"/v1/claim-events/{event_id}/report", headers=admin)).json()
+    assert report["totals"]["slots_claimed"] == statuses[1:].count(201)
+    assert await violations(clean_database) == {}
+    assert await event_violations(clean_database) == {}
+
+
 async def test_board_shows_a_claim_within_a_second(server: str, clean_database: str) -> None:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")

@@ -280,13 +280,15 @@ def _claim_in_one_statement(
 
     First it checks, locking each row in the lock order (wish, member, then the quota row):
     the wish's and the member's conditions on their rows, each check only if the one before
-    passed (``SELECT … FOR UPDATE`` waits for a concurrent writer and checks the row as that
-    writer left it). The quota row is the first write: counted up only while under the
-    quota, only when both checks passed. The wish and member are then counted up only if
-    everything passed; they are locked by this statement, so those writes cannot fail. The
-    claim is inserted with them, and the owner's notification (and push outbox row, with
-    ``outbox``) with the claim. Only the claim INSERT can still fail (a live claim on the
-    wish by the member: a unique violation), which undoes the whole statement."""
+    passed (``SELECT … FOR NO KEY UPDATE``, the lock an UPDATE takes, waits for a concurrent
+    writer and checks the row as that writer left it; it lets other transactions insert rows
+    that refer to them, whose foreign-key checks take KEY SHARE). The quota row is the first
+    write: counted up only while under the quota, only when both checks passed. The wish
+    and member are then counted up only if everything passed; they are locked by this
+    statement, so those writes cannot fail. The claim is inserted with them, and the owner's
+    notification (and push outbox row, with ``outbox``) with the claim. Only the claim INSERT
+    can still fail (a live claim on the wish by the member: a unique violation), which undoes
+    the whole statement."""
     wish_checked = (
         select(
             _wishes.c.id,
@@ -296,7 +298,7 @@ def _claim_in_one_statement(
             _wishes.c.grid_id,
         )
         .where(*_wish_conditions(kind, bindparam("wish_id")))
-        .with_for_update(of=_wishes)
+        .with_for_update(of=_wishes, key_share=True)
         .cte("wl")
     )
     member_conditions = [*_MEMBER_CONDITIONS, exists(select(wish_checked.c.id))]
@@ -317,7 +319,10 @@ def _claim_in_one_statement(
             )
         )
     member_checked = (
-        select(_members.c.user_id).where(*member_conditions).with_for_update(of=_members).cte("ml")
+        select(_members.c.user_id)
+        .where(*member_conditions)
+        .with_for_update(of=_members, key_share=True)
+        .cte("ml")
     )
     passed: Any = member_checked.c.user_id
     quota = None

@@ -418,8 +418,13 @@ async def fetch_one_alone(
             # Closing a dead connection awaits the driver: in SQLAlchemy's greenlet.
             await greenlet_spawn(pooled.invalidate, wrapped.orig)
         raise wrapped from error
+    except BaseException:
+        # Cancelled mid-statement: the connection's state is unknown, so it is not reused
+        # (outside a greenlet SQLAlchemy terminates it at once, without awaiting).
+        pooled.invalidate()
+        raise
     finally:
-        pooled.close()  # back to the pool (no reset on return: no I/O)
+        pooled.close()  # back to the pool (no reset on return); after invalidate, a no-op
     return _driver_row(prepared, record)
 
 

@@ -555,3 +555,36 @@ def test_claim_state_machine(database_url: str, monkeypatch: pytest.MonkeyPatch)
             ],
         ),
     )
+
+
+# --- the claim statement's own explanation of a refusal ---------------------------------
+
+
+def test_wish_seen_explains_only_a_full_wish() -> None:
+    """``WishSeen.full_for`` answers "wish_full" only where the full explanation would: a
+    published wish that is not the claimer's own, claimable this way, too full."""
+    from app.claims.repository import WishSeen
+
+    def seen(**changes: object) -> WishSeen:
+        values: dict[str, object] = {
+            "status": "open",
+            "slots_claimed": 2,
+            "slots_total": 3,
+            "resident_id": 9,
+            "event_id": None,
+            "event_takes_claims": True,
+        }
+        values.update(changes)
+        return WishSeen(**values)  # type: ignore[arg-type]
+
+    assert seen().full_for(1, 2, None)  # 2 + 2 > 3
+    assert not seen().full_for(1, 1, None)  # fits: the refusal was something else
+    assert seen(status="claimed", slots_claimed=3).full_for(1, 1, None)
+    assert not seen(status="pending_review").full_for(1, 2, None)  # unpublished: maybe 404
+    assert not seen(status="cancelled", slots_claimed=3).full_for(1, 1, None)  # not_claimable
+    assert not seen(status=None).full_for(1, 2, None)  # no such wish
+    assert not seen(resident_id=1).full_for(1, 2, None)  # own_wish comes first
+    assert not seen(event_id=5).full_for(1, 2, None)  # in_event comes first
+    assert seen(event_id=5).full_for(1, 2, 5)  # pooled in the event claimed through
+    assert not seen(event_id=5, event_takes_claims=False).full_for(1, 2, 5)  # event closed
+    assert not seen(event_id=None).full_for(1, 2, 5)  # not_in_event comes first

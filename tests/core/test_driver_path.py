@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from app.accounts.models import User
 from app.core.config import normalize_database_url
-from app.core.db import UTCDateTime, fetch_one_on_driver
+from app.core.db import UTCDateTime, fetch_one_alone, fetch_one_on_driver
 
 _users = cast(Table, User.__table__)
 # The shape of the claim statement: a data-modifying CTE, a bound UTC time, values the
@@ -123,6 +123,15 @@ async def test_driver_path_matches_execute_and_joins_the_transaction(
                 )
             assert await session.scalar(select(literal(1))) == 1
         # ... and once the session's transaction has begun, the statement stays in it.
+        # (fetch_one_alone: the same on a connection straight from the pool, which goes
+        # back to it after a success and after an error.)
+        row = await fetch_one_alone(engine, _INSERT_USER, _params("+8613800000005"))
+        assert row.inserted == 1
+        assert row.created_at.tzinfo is UTC
+        assert await _count(sessions, "+8613800000005") == 1
+        with pytest.raises(IntegrityError):
+            await fetch_one_alone(engine, _INSERT_USER, _params("+8613800000005"))
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         async with sessions() as session:
             assert await session.scalar(select(literal(1))) == 1  # BEGIN sent
             await fetch_one_on_driver(

@@ -84,6 +84,7 @@ from tests.invariants import event_violations, violations
 
 # The seeded world: one district, 2 streets of 4 communities (2 grids each). Members live in
 # all 8 communities; the event pools the open wishes of 3 communities per street.
+NO_WISH_IN_VIEW = "no wish left in view"  # a stop reason
 STREETS = 2
 COMMUNITIES_PER_STREET = 4
 EVENT_COMMUNITIES_PER_STREET = 3
@@ -285,7 +286,7 @@ class Rush:
             self.open_wishes[index] = last
             self._position[last] = index
         if not self.open_wishes and self.sold < self.total_slots:
-            self.stop("no wish left in view")
+            self.stop(NO_WISH_IN_VIEW)
 
     def pick_wish(self, member_id: int) -> int | None:
         """A random wish not known to be full that the member has not claimed yet."""
@@ -345,6 +346,10 @@ class Rush:
                 self.known_full(wish_id)
             if self.sold >= self.total_slots:
                 self.sold_out_at = at
+                if self.stop_reason == NO_WISH_IN_VIEW:
+                    # Every wish was known full while this 201 was still on its way (a
+                    # wish_full for the same wish overtook it): the pool did sell out.
+                    self.stop_reason = ""
                 self.stop("sold out")
         elif outcome.detail == "wish_full":
             self.known_full(wish_id)

@@ -36,18 +36,12 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
 from app.claims.deadlines import ClaimPeriods
 from app.claims.models import Claim, ClaimStatus
-from app.core.db import (
-    UTCDateTime,
-    fetch_one_alone,
-    fetch_one_on_driver,
-    may_commit_alone,
-    orm_from_row,
-)
+from app.core.db import UTCDateTime, fetch_one_in_request, orm_from_row
 from app.core.pagination import after
 from app.events.models import ClaimEvent, ClaimEventParticipant
 from app.members.models import Member, MemberArea, MemberStatus
@@ -534,15 +528,9 @@ async def attempt_claim(
             "pool_event_id": event_id,
             **periods.params(),  # claim deadlines
         }
-        alone = alone and may_commit_alone(session)
         # On the asyncpg connection itself: SQLAlchemy's per-execution work cost about as
-        # much server CPU as the statement's round trip. A transaction of its own, when it
-        # may be one, on a connection straight from the pool if the session has not begun.
-        if alone and isinstance(session.bind, AsyncEngine) and not session.in_transaction():
-            row = await fetch_one_alone(session.bind, statement, params)
-        else:
-            connection = await session.connection()
-            row = await fetch_one_on_driver(connection, statement, params, alone=alone)
+        # much server CPU as the statement's round trip.
+        row = await fetch_one_in_request(session, statement, params, alone=alone)
         claim = None
         if row.id is not None:
             claim = orm_from_row(Claim, {name: getattr(row, name) for name in _CLAIM_COLUMNS})

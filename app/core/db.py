@@ -396,6 +396,23 @@ async def fetch_one_on_driver(
     return _driver_row(prepared, record)
 
 
+async def fetch_one_in_request(
+    session: AsyncSession,
+    statement: Select[Any] | Insert,
+    params: Mapping[str, Any],
+    *,
+    alone: bool = False,
+) -> Any:
+    """A hot statement of the request's session, on the driver. With ``alone`` (it writes
+    all or nothing and is everything the request writes) it is a transaction of its own
+    when the session allows that (``may_commit_alone``): on a connection straight from the
+    pool if the session has not begun, else as ``fetch_one_on_driver`` decides."""
+    alone = alone and may_commit_alone(session)
+    if alone and isinstance(session.bind, AsyncEngine) and not session.in_transaction():
+        return await fetch_one_alone(session.bind, statement, params)
+    return await fetch_one_on_driver(await session.connection(), statement, params, alone=alone)
+
+
 async def fetch_one_alone(
     engine: AsyncEngine, statement: Select[Any] | Insert, params: Mapping[str, Any]
 ) -> Any:

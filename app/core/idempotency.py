@@ -50,7 +50,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.db import Base, BigIntPK, Database, UTCDateTime, fetch_one_on_driver, utcnow
+from app.core.db import Base, BigIntPK, Database, UTCDateTime, fetch_one_alone, utcnow
 from app.core.errors import Conflict, DomainError, PayloadTooLarge, ValidationFailed
 
 HEADER = "idempotency-key"
@@ -163,13 +163,11 @@ async def _reserve(
     now = utcnow()
     if not database.is_sqlite:
         # The common case, a new key: one round trip (no BEGIN and COMMIT around it).
-        async with database.engine.connect() as connection:
-            reserved = await fetch_one_on_driver(
-                connection,
-                _RESERVE,
-                {"user_scope": user_scope, "key": key, "fingerprint": fingerprint, "now": now},
-                alone=True,
-            )
+        reserved = await fetch_one_alone(
+            database.engine,
+            _RESERVE,
+            {"user_scope": user_scope, "key": key, "fingerprint": fingerprint, "now": now},
+        )
         if reserved is not None:
             return None
     async with database.transaction(write=True) as session:

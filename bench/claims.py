@@ -1047,6 +1047,25 @@ def targets(run: DatabaseRun) -> list[tuple[str, bool, str]]:
     return results
 
 
+def _server_setting(value: str) -> tuple[str, str]:
+    name, equals, setting = value.partition("=")
+    if not equals or not name.startswith("MICROWISH_"):
+        raise argparse.ArgumentTypeError(f"expected MICROWISH_X=VALUE, got {value!r}")
+    return name, setting
+
+
+def add_server_env_option(parser: argparse.ArgumentParser) -> None:
+    """``--server-env MICROWISH_X=VALUE`` (repeatable): settings for the server under test."""
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="MICROWISH_X=VALUE",
+        type=_server_setting,
+        help="a setting for the server under test (repeatable), e.g. MICROWISH_DB_POOL_SIZE=40",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -1072,14 +1091,7 @@ def main() -> None:
         default=list(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (e.g. to profile one phase)",
     )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="MICROWISH_X=VALUE",
-        type=lambda value: tuple(value.split("=", 1)),
-        help="a setting for the server under test (repeatable), e.g. MICROWISH_RATE_LIMITS=off",
-    )
+    add_server_env_option(parser)
     args = parser.parse_args()
     if unknown := set(args.phases) - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")

@@ -75,6 +75,7 @@ from bench.claims import (
     _postgres_cpu_seconds,
     _system_busy_seconds,
     _wish_row,
+    add_server_env_option,
     run_phase,
     summarize_log,
     throwaway_database,
@@ -1049,14 +1050,7 @@ def main() -> None:
         help="before noop and the rush, wait up to this many seconds for a quiet machine "
         f"(default {FULL['quiet_wait']:g}, --quick {QUICK['quiet_wait']:g})",
     )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="MICROWISH_X=VALUE",
-        type=lambda value: tuple(value.split("=", 1)),
-        help="a setting for the server under test (repeatable), e.g. MICROWISH_DB_POOL_SIZE=40",
-    )
+    add_server_env_option(parser)
     args = parser.parse_args()
     defaults = QUICK if args.quick else FULL
     for name, value in defaults.items():

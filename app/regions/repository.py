@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
+from app.core.db import fetch_all_in_request
 from app.core.pagination import after
 from app.regions.models import OrganizerGrant, Region
 
@@ -78,21 +79,23 @@ async def list_grants_of_region(
     return [(grant, user) for grant, user in rows.all()]
 
 
+# Asked on nearly every request: one fixed statement, run on the driver under asyncpg.
+_ADMIN_FLAG_AND_GRANTS = (
+    select(User.is_admin, Region.id, Region.kind)
+    .select_from(User)
+    .outerjoin(OrganizerGrant, OrganizerGrant.user_id == User.id)
+    .outerjoin(Region, Region.id == OrganizerGrant.region_id)
+    .where(User.id == bindparam("user_id", type_=BigInteger))
+    .order_by(OrganizerGrant.id)
+)
+
+
 async def admin_flag_and_grants(
     session: AsyncSession, user_id: int
 ) -> tuple[bool, list[tuple[int, str]]] | None:
     """The user's admin flag and granted (region id, kind) pairs in one query; None when
     the user does not exist."""
-    rows = (
-        await session.execute(
-            select(User.is_admin, Region.id, Region.kind)
-            .select_from(User)
-            .outerjoin(OrganizerGrant, OrganizerGrant.user_id == User.id)
-            .outerjoin(Region, Region.id == OrganizerGrant.region_id)
-            .where(User.id == user_id)
-            .order_by(OrganizerGrant.id)
-        )
-    ).all()
+    rows = await fetch_all_in_request(session, _ADMIN_FLAG_AND_GRANTS, {"user_id": user_id})
     if not rows:
         return None
     grants = [(region_id, kind) for _admin, region_id, kind in rows if region_id is not None]

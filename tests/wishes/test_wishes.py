@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -194,6 +195,58 @@ async def test_visibility_and_filters(world: World) -> None:
         await api.client.get("/v1/wishes", params={"limit": 101}, headers=stranger)
     ).status_code == 422
     assert (await api.client.get("/v1/wishes")).status_code == 401
+
+
+async def test_the_listing_shows_what_a_single_read_shows(world: World) -> None:
+    """Whoever sees a wish in the listing can read it, with the same masking, and a wish
+    nobody may read is never listed: a claimer whose claim was fulfilled still sees the
+    fulfilled wish (contact masked); one who withdrew does not; an organizer sees
+    everything under the grant, unmasked, and nothing outside it; an admin sees all."""
+    api = world.api
+    wish = await world.wish(slots=2)
+    outside = await world.wish("C3", approve=False)  # street S2: not the organizer's
+    done, _ = await world.member()
+    gone, _ = await world.member()
+    stranger, _ = await world.user("路人")
+    other, _ = await world.member()
+    kept = (await world.claim(wish["id"], done)).json()
+    left = (await world.claim(wish["id"], gone)).json()
+    await api.client.post(f"/v1/claims/{left['id']}/withdraw", headers=gone)
+    last = (await world.claim(wish["id"], other)).json()
+    for claim, headers in ((kept, done), (last, other)):
+        fulfilled = await api.client.post(
+            f"/v1/claims/{claim['id']}/fulfil", json={"note": "送到了"}, headers=headers
+        )
+        assert fulfilled.status_code == 200, fulfilled.text
+    state = (await api.client.get(f"/v1/wishes/{wish['id']}", headers=world.resident)).json()
+    assert state["status"] == "fulfilled"
+
+    async def listed(headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+        page = (await api.client.get("/v1/wishes", params={"limit": 100}, headers=headers)).json()
+        return {item["id"]: item for item in page["items"]}
+
+    async def read(headers: dict[str, str], wish_id: str) -> dict[str, Any] | None:
+        response = await api.client.get(f"/v1/wishes/{wish_id}", headers=headers)
+        return response.json() if response.status_code == 200 else None
+
+    everyone = {"done": done, "gone": gone, "stranger": stranger, "organizer": world.organizer}
+    everyone |= {"admin": world.admin, "resident": world.resident}
+    for name, headers in everyone.items():
+        page = await listed(headers)
+        for wish_id in (wish["id"], outside["id"]):
+            single = await read(headers, wish_id)
+            if single is None:
+                assert wish_id not in page, name
+            else:
+                assert page[wish_id]["contact"] == single["contact"], name
+
+    assert wish["id"] not in await listed(stranger)
+    assert wish["id"] not in await listed(gone)
+    assert (await listed(done))[wish["id"]]["contact"]["masked"] is True
+    assert (await listed(world.organizer))[wish["id"]]["contact"]["masked"] is False
+    organizer = await listed(world.organizer)
+    assert outside["id"] not in organizer  # pending review, outside the grant
+    assert outside["id"] in await listed(world.admin)
 
 
 async def test_keyset_pages_cover_every_wish_once(world: World) -> None:

@@ -62,7 +62,7 @@ class Wish(Base):
         Index("ix_wishes_street_id_status_id", "street_id", "status", "id"),
         Index("ix_wishes_resident_id_id", "resident_id", "id"),
         Index("ix_wishes_creator_id_id", "creator_id", "id"),
-        Index("ix_wishes_event_id", "event_id"),
+        Index("ix_wishes_event_id_id", "event_id", "id"),
         Index(
             "ix_wishes_deadline_open",
             "deadline",

@@ -24,14 +24,12 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from app.claims.models import Claim
 from app.core.config import Settings
 from app.core.db import Database, create_database, utcnow
 from app.events import repository, service
-from app.events.models import ClaimEvent, ClaimEventWish, EventStatus
+from app.events.models import ClaimEvent, EventStatus
 from app.regions.models import Region
 from app.sync import repository as sync_repository
-from app.wishes.models import Wish
 from app.wishes.privacy import mask_name
 
 logger = logging.getLogger("microwish.events.live")
@@ -170,8 +168,8 @@ class _Mirror:
     read_point: int
     status: str
     communities: list[Region]
-    pooled: dict[int, tuple[ClaimEventWish, Wish]]  # by wish id
-    claims: dict[int, tuple[Claim, str]]  # by claim id
+    pooled: dict[int, tuple[repository.PoolEntryRow, repository.PooledWishRow]]  # by wish id
+    claims: dict[int, tuple[repository.EventClaimRow, str]]  # by claim id
 
     def summary(self, event: ClaimEvent) -> service.EventSummary:
         return service.summary_of(
@@ -323,8 +321,7 @@ class LiveFeeds:
                 or event.status != EventStatus.live.value
             ):
                 communities = await repository.communities_of(session, [event.id])
-                pooled = await repository.pooled_wishes(session, event.id)
-                claims = await repository.event_claims(session, event.id)
+                pooled, claims = await repository.feed_rows(session, event.id)
                 mirror = feed.mirror = _Mirror(
                     epoch=point.epoch,
                     read_point=point.version,
@@ -334,14 +331,12 @@ class LiveFeeds:
                     claims={claim.id: (claim, name) for claim, name in claims},
                 )
             else:
-                since = mirror.read_point
-                for entry, wish in await repository.pooled_wishes(
-                    session, event.id, changed_since=since
-                ):
+                pooled, claims = await repository.feed_rows(
+                    session, event.id, changed_since=mirror.read_point
+                )
+                for entry, wish in pooled:
                     mirror.pooled[wish.id] = (entry, wish)
-                for claim, name in await repository.event_claims(
-                    session, event.id, changed_since=since
-                ):
+                for claim, name in claims:
                     mirror.claims[claim.id] = (claim, name)
                 mirror.read_point = point.version
         return mirror.summary(event)

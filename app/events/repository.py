@@ -6,13 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util.typing import TupleAny
 
 from app.accounts.models import User
 from app.claims.models import Claim, ClaimStatus
+from app.core.db import fetch_all_in_request
 from app.core.pagination import after
 from app.events.models import (
     ClaimEvent,
@@ -416,6 +429,96 @@ async def pooled_wishes(
         statement = statement.where(Wish.sync_version >= changed_since)
     rows = await session.execute(statement)
     return [(entry, wish) for entry, wish in rows.all()]
+
+
+class PoolEntryRow(NamedTuple):
+    """What the live feed keeps of a pool entry (read like a ``ClaimEventWish``)."""
+
+    community_id: int
+    slots_free_at_open: int | None
+
+
+class PooledWishRow(NamedTuple):
+    """What the live feed keeps of a pooled wish (read like a ``Wish``)."""
+
+    id: int
+    title: str
+    category: str
+    community_id: int | None
+    slots_total: int
+    slots_claimed: int
+    status: str
+
+
+class EventClaimRow(NamedTuple):
+    """What the live feed keeps of a claim (read like a ``Claim``)."""
+
+    id: int
+    wish_id: int
+    member_id: int
+    slots: int
+    status: str
+    created_at: datetime
+
+
+def _feed_statements(
+    since: bool,
+) -> tuple[Select[*TupleAny], Select[*TupleAny]]:
+    """The live feed's reads of an event's pool and claims (all, or only rows written
+    since a sync read point): just the columns it shows, as plain rows."""
+    event = bindparam("event_id", type_=BigInteger)
+    pool = (
+        select(
+            ClaimEventWish.community_id.label("entry_community_id"),
+            ClaimEventWish.slots_free_at_open,
+            *[getattr(Wish, name) for name in PooledWishRow._fields],
+        )
+        .join(Wish, Wish.id == ClaimEventWish.wish_id)
+        .where(
+            ClaimEventWish.event_id == event,
+            or_(
+                ClaimEventWish.state == PoolState.pooled.value,
+                ClaimEventWish.state == PoolState.returned.value,
+            ),
+        )
+        .order_by(ClaimEventWish.wish_id)
+    )
+    claims = (
+        select(*[getattr(Claim, name) for name in EventClaimRow._fields], User.display_name)
+        .join(User, User.id == Claim.member_id)
+        .where(Claim.event_id == event)
+        .order_by(Claim.id)
+    )
+    if since:
+        version = bindparam("since", type_=BigInteger)
+        pool = pool.where(Wish.sync_version >= version)
+        claims = claims.where(Claim.sync_version >= version)
+    return pool, claims
+
+
+_FEED_READS = {since: _feed_statements(since) for since in (False, True)}
+
+
+async def feed_rows(
+    session: AsyncSession, event_id: int, *, changed_since: int | None = None
+) -> tuple[list[tuple[PoolEntryRow, PooledWishRow]], list[tuple[EventClaimRow, str]]]:
+    """``pooled_wishes`` and ``event_claims`` for the live feed, which reads them several
+    times a second during a rush: plain rows of the columns it shows, no ORM objects
+    (loading those was most of what a feed cost the server)."""
+    pool, claims = _FEED_READS[changed_since is not None]
+    params = {"event_id": event_id, "since": changed_since}
+    entries = [
+        (
+            PoolEntryRow(row.entry_community_id, row.slots_free_at_open),
+            PooledWishRow(*(getattr(row, name) for name in PooledWishRow._fields)),
+        )
+        for row in await fetch_all_in_request(session, pool, params)
+    ]
+    made = [
+        (EventClaimRow(*(getattr(row, name) for name in EventClaimRow._fields)), row.display_name)
+        for row in await fetch_all_in_request(session, claims, params)
+    ]
+    return entries, made
 
 
 async def pool_counts(

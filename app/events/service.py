@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +32,6 @@ from app.events.models import (
     MAX_PREFERENCES,
     ClaimEvent,
     ClaimEventPreference,
-    ClaimEventWish,
     EventMode,
     EventStatus,
     PoolState,
@@ -685,6 +684,51 @@ class Tally:
         }
 
 
+class PoolEntryFields(Protocol):
+    """What a summary reads of a pool entry: a ``ClaimEventWish``, or the feed's row."""
+
+    @property
+    def community_id(self) -> int: ...
+    @property
+    def slots_free_at_open(self) -> int | None: ...
+
+
+class PooledWishFields(Protocol):
+    """What a summary, the report and the board read of a pooled wish."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def community_id(self) -> int | None: ...
+    @property
+    def slots_total(self) -> int: ...
+    @property
+    def slots_claimed(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+
+
+class EventClaimFields(Protocol):
+    """What a summary and the board read of a claim."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def wish_id(self) -> int: ...
+    @property
+    def member_id(self) -> int: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 @dataclass
 class EventSummary:
     """Per-community tallies of an event's pool, from its pooled wishes and its claims:
@@ -693,9 +737,11 @@ class EventSummary:
     event: ClaimEvent
     tallies: list[Tally]
     totals: Tally
-    wishes: list[tuple[Wish, int, int | None]]  # (wish, slots claimed in event, free at open)
-    claims: list[tuple[Claim, str]]
-    unclaimed: list[tuple[Wish, int, int]]  # (wish, free at open, claimed in event)
+    # (wish, slots claimed in event, free at open)
+    wishes: list[tuple[PooledWishFields, int, int | None]]
+    claims: Sequence[tuple[EventClaimFields, str]]
+    # (wish, free at open, claimed in event)
+    unclaimed: list[tuple[PooledWishFields, int, int]]
 
 
 async def summarise(session: AsyncSession, event: ClaimEvent) -> EventSummary:
@@ -708,8 +754,8 @@ async def summarise(session: AsyncSession, event: ClaimEvent) -> EventSummary:
 def summary_of(
     event: ClaimEvent,
     communities: Sequence[Region],
-    pooled: Sequence[tuple[ClaimEventWish, Wish]],
-    claims: list[tuple[Claim, str]],
+    pooled: Sequence[tuple[PoolEntryFields, PooledWishFields]],
+    claims: Sequence[tuple[EventClaimFields, str]],
 ) -> EventSummary:
     """The summary of the event from its communities, its pool entries with their wishes
     (in wish id order) and its claims with the claimers' names (in id order). Pure: the live
@@ -717,11 +763,11 @@ def summary_of(
     tallies = {c.id: Tally(community_id=c.id, name=c.name) for c in communities}
     totals = Tally(community_id=0, name="合计")
     live_claims = [(c, n) for c, n in claims if c.status in repository.LIVE_CLAIM]
-    by_wish: dict[int, list[Claim]] = {}
+    by_wish: dict[int, list[EventClaimFields]] = {}
     for claim, _ in live_claims:
         by_wish.setdefault(claim.wish_id, []).append(claim)
-    wishes: list[tuple[Wish, int, int | None]] = []
-    unclaimed: list[tuple[Wish, int, int]] = []
+    wishes: list[tuple[PooledWishFields, int, int | None]] = []
+    unclaimed: list[tuple[PooledWishFields, int, int]] = []
     for entry, wish in pooled:
         tally = tallies.get(entry.community_id)
         if tally is None:  # a community removed from the event after pooling: still counted

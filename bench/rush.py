@@ -679,6 +679,14 @@ async def run_event(
         await quiet("rush")
         connections = [RawConnection(server.port) for _ in range(args.clients)]
         await asyncio.gather(*(c.send(Call("GET", "/bench/noop", any_member)) for c in connections))
+        detail = Call("GET", f"/v1/claim-events/{event_id}", any_member)
+        warm_until = loop.time() + 1.0
+
+        async def warm(conn: RawConnection) -> None:
+            while loop.time() < warm_until:
+                await conn.send(detail)
+
+        await asyncio.gather(*(warm(c) for c in connections))
 
         rush = Rush(dict(world.wish_slots), world.member_headers, random.Random(args.seed))
         phase = Phase(name="rush", clients=args.clients, duration=0.0)

@@ -23,11 +23,13 @@ from typing import Any, NoReturn, TypeVar, cast
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Delete,
     Dialect,
     Insert,
     Integer,
     MetaData,
     Select,
+    Update,
     event,
     text,
 )
@@ -311,13 +313,15 @@ class _DriverStatement:
 
 
 _REQUIRED = object()
+# What runs on the driver: a SELECT, or an INSERT/UPDATE/DELETE (with RETURNING, to fetch).
+DriverStatement = Select[Any] | Insert | Update | Delete
 # Per dialect (one per engine), per statement object: statements are module-level constants.
 _driver_statements: weakref.WeakKeyDictionary[
-    Dialect, dict[int, tuple[Select[Any] | Insert, _DriverStatement]]
+    Dialect, dict[int, tuple[DriverStatement, _DriverStatement]]
 ] = weakref.WeakKeyDictionary()
 
 
-def _driver_statement(statement: Select[Any] | Insert, dialect: Dialect) -> _DriverStatement:
+def _driver_statement(statement: DriverStatement, dialect: Dialect) -> _DriverStatement:
     compiled_here = _driver_statements.setdefault(dialect, {})
     cached = compiled_here.get(id(statement))
     if cached is not None and cached[0] is statement:
@@ -348,7 +352,7 @@ def _row_maker(keys: list[str]) -> Callable[[list[Any]], Any]:
 
 async def fetch_one_on_driver(
     connection: AsyncConnection,
-    statement: Select[Any] | Insert,
+    statement: DriverStatement,
     params: Mapping[str, Any],
     *,
     alone: bool = False,
@@ -387,7 +391,7 @@ async def fetch_all_on_driver(
 
 
 async def _on_driver(
-    connection: AsyncConnection, statement: Select[Any] | Insert, *, alone: bool
+    connection: AsyncConnection, statement: DriverStatement, *, alone: bool
 ) -> tuple[_DriverStatement, Any]:
     """The compiled statement and the pooled connection to run it on, in ``connection``'s
     transaction (begun now unless ``alone``)."""
@@ -438,7 +442,7 @@ async def _raise_wrapped(
 
 async def fetch_one_in_request(
     session: AsyncSession,
-    statement: Select[Any] | Insert,
+    statement: DriverStatement,
     params: Mapping[str, Any],
     *,
     alone: bool = False,
@@ -488,7 +492,7 @@ def may_read_alone(session: AsyncSession) -> bool:
 
 
 async def fetch_one_alone(
-    engine: AsyncEngine, statement: Select[Any] | Insert, params: Mapping[str, Any]
+    engine: AsyncEngine, statement: DriverStatement, params: Mapping[str, Any]
 ) -> Any:
     """``fetch_one_on_driver(..., alone=True)`` on a connection taken straight from the
     engine's pool, outside any session: for a statement that is everything a request writes
@@ -498,7 +502,7 @@ async def fetch_one_alone(
 
 
 async def _run_alone(
-    engine: AsyncEngine, statement: Select[Any] | Insert, params: Mapping[str, Any], method: str
+    engine: AsyncEngine, statement: DriverStatement, params: Mapping[str, Any], method: str
 ) -> tuple[_DriverStatement, Any]:
     """``method`` (``fetchrow`` or ``fetch``) of the statement, as a transaction of its own
     on a connection from the pool, given back at once."""

@@ -50,7 +50,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.db import Base, BigIntPK, Database, UTCDateTime, fetch_one_alone, utcnow
+from app.core.db import (
+    Base,
+    BigIntPK,
+    Database,
+    UTCDateTime,
+    fetch_one_alone,
+    fetch_one_on_driver,
+    utcnow,
+)
 from app.core.errors import Conflict, DomainError, PayloadTooLarge, ValidationFailed
 
 HEADER = "idempotency-key"
@@ -153,6 +161,16 @@ _STORE = (
         response_body=bindparam("response_body"),
         updated_at=bindparam("now"),
     )
+    .returning(_table.c.id)
+)
+_RELEASE = (
+    delete(_table)
+    .where(
+        _table.c.user_scope == bindparam("user_scope", type_=BigInteger()),
+        _table.c.key == bindparam("key", type_=String()),
+        _table.c.status == "in_flight",
+    )
+    .returning(_table.c.id)
 )
 
 
@@ -221,30 +239,29 @@ async def _reserve(
 
 async def _store(session: AsyncSession, user_scope: int, key: str, stored: _Stored) -> None:
     connection = await session.connection()
-    await connection.execute(
-        _STORE,
-        {
-            "scope_of_key": user_scope,
-            "key_of_row": key,
-            "response_status": stored.status,
-            "response_headers": json.dumps(
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in stored.headers]
-            ),
-            "response_body": stored.body,
-            "now": utcnow(),
-        },
-    )
+    params = {
+        "scope_of_key": user_scope,
+        "key_of_row": key,
+        "response_status": stored.status,
+        "response_headers": json.dumps(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in stored.headers]
+        ),
+        "response_body": stored.body,
+        "now": utcnow(),
+    }
+    if connection.dialect.driver == "asyncpg":
+        await fetch_one_on_driver(connection, _STORE, params)  # in the request's transaction
+    else:
+        await connection.execute(_STORE, params)
 
 
 async def _release(database: Database, user_scope: int, key: str) -> None:
+    params = {"user_scope": user_scope, "key": key}
+    if not database.is_sqlite:
+        await fetch_one_alone(database.engine, _RELEASE, params)  # one statement, one round trip
+        return
     async with database.transaction(write=True) as session:
-        await session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.user_scope == user_scope,
-                IdempotencyKey.key == key,
-                IdempotencyKey.status == "in_flight",
-            )
-        )
+        await session.execute(_RELEASE, params)
 
 
 async def purge_expired(session: AsyncSession, *, ttl: timedelta) -> int:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from app.core.actor import Actor
 from app.core.errors import Unauthorized
-from app.core.security import bearer_challenge, decode_access_token
+from app.core.security import bearer_challenge, request_access_claims
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/token")
 
@@ -21,8 +21,8 @@ async def get_actor(
 ) -> Actor:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized(headers=bearer_challenge())
-    claims = decode_access_token(
-        credentials.credentials, secret_key=request.app.state.settings.secret_key
+    claims = request_access_claims(
+        request.scope, credentials.credentials, secret_key=request.app.state.settings.secret_key
     )
     return Actor(user_id=claims.user_id)
 

@@ -294,14 +294,16 @@ async def _bounded_body(request: Request) -> bytes:
 
 
 def _user_scope(request: Request) -> int:
-    from app.core.security import decode_access_token
+    from app.core.security import request_access_claims
 
     authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return ANONYMOUS
     try:
-        claims = decode_access_token(token, secret_key=request.app.state.settings.secret_key)
+        claims = request_access_claims(
+            request.scope, token, secret_key=request.app.state.settings.secret_key
+        )
     except DomainError:
         return ANONYMOUS  # the route itself answers 401
     return claims.user_id

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import anyio.to_thread
 import jwt
@@ -71,6 +73,24 @@ def decode_access_token(token: str, *, secret_key: str) -> AccessClaims:
     except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
         raise Unauthorized(headers=_challenge("invalid_token")) from exc
     return AccessClaims(user_id=user_id, expires_at=datetime.fromtimestamp(payload["exp"]))
+
+
+_CLAIMS_STATE = "access_claims"
+
+
+def request_access_claims(
+    scope: MutableMapping[str, Any], token: str, *, secret_key: str
+) -> AccessClaims:
+    """``decode_access_token`` once per request: the Idempotency-Key middleware and the
+    bearer dependency both need the user (a valid token's claims are kept in the request's
+    state; an invalid one raises each time)."""
+    state = scope.setdefault("state", {})
+    known = state.get(_CLAIMS_STATE)
+    if known is not None and known[0] == token:
+        return cast(AccessClaims, known[1])
+    claims = decode_access_token(token, secret_key=secret_key)
+    state[_CLAIMS_STATE] = (token, claims)
+    return claims
 
 
 def _challenge(error: str | None = None) -> dict[str, str]:

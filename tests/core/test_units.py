@@ -110,3 +110,31 @@ def test_invalid_phones(raw: str) -> None:
 
 def test_phone_masking() -> None:
     assert mask_phone("+8613912345678") == "139****5678"
+
+
+def test_a_requests_token_is_decoded_once() -> None:
+    """The Idempotency-Key middleware and the bearer dependency share one decode per request;
+    an invalid token is refused every time, and the claims never outlive the request's
+    scope (nor answer for another token)."""
+    from unittest import mock
+
+    from app.core import security
+    from app.core.errors import Unauthorized
+
+    secret = "s" * 48
+    token = security.issue_access_token(user_id=7, secret_key=secret, ttl_seconds=60)
+    other = security.issue_access_token(user_id=8, secret_key=secret, ttl_seconds=60)
+    scope: dict[str, object] = {}
+    with mock.patch.object(
+        security, "decode_access_token", wraps=security.decode_access_token
+    ) as decode:
+        assert security.request_access_claims(scope, token, secret_key=secret).user_id == 7
+        assert security.request_access_claims(scope, token, secret_key=secret).user_id == 7
+        assert decode.call_count == 1
+        assert security.request_access_claims(scope, other, secret_key=secret).user_id == 8
+        assert security.request_access_claims({}, token, secret_key=secret).user_id == 7
+        assert decode.call_count == 3
+        for _ in range(2):
+            with pytest.raises(Unauthorized):
+                security.request_access_claims(scope, token + "x", secret_key=secret)
+        assert decode.call_count == 5

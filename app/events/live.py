@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database, create_database, utcnow
 from app.events import repository, service
+from app.events.board import Board, Changed
 from app.events.models import ClaimEvent, EventStatus
-from app.regions.models import Region
 from app.sync import repository as sync_repository
 from app.wishes.privacy import mask_name
 
@@ -54,35 +55,16 @@ def sse(kind: str, data: dict[str, Any], message_id: int | None = None) -> str:
 
 @dataclass
 class _State:
+    """What a feed's subscribers have been told: the next messages are what differs."""
+
     status: str
     wishes: dict[int, tuple[int, str]]  # wish id -> (slots claimed in event, status shown)
     claim_ids: set[int]
     tally_key: tuple[Any, ...]
 
 
-def _tally_json(tally: service.Tally) -> dict[str, Any]:
-    data = tally.as_dict()
-    return {
-        "id": str(data["community_id"]),
-        "name": data["name"],
-        "wishes_pooled": data["wishes_pooled"],
-        "slots_total": data["slots_pooled"],
-        "slots_claimed": data["slots_claimed"],
-        "wishes_filled": data["wishes_filled"],
-        "members": data["members"],
-    }
-
-
-_Titles = dict[int, tuple[str, int | None]]
-
-
-def _titles(summary: service.EventSummary) -> _Titles:
-    """Wish id -> (title, community id), for claim messages."""
-    return {wish.id: (wish.title, wish.community_id) for wish, _, _ in summary.wishes}
-
-
-def _claim_json(titles: _Titles, claim: Any, name: str) -> dict[str, Any]:
-    title, community_id = titles.get(claim.wish_id, ("", None))
+def _claim_json(board: Board, claim: Any, name: str) -> dict[str, Any]:
+    title, community_id = board.title_of(claim.wish_id)
     return {
         "claim_id": str(claim.id),
         "wish_id": str(claim.wish_id),
@@ -94,90 +76,51 @@ def _claim_json(titles: _Titles, claim: Any, name: str) -> dict[str, Any]:
     }
 
 
-def _wish_shown(wish: Any, claimed: int, free: int | None) -> tuple[int, str]:
-    """The wish's slots on the board (free at opening) and the status shown for it."""
-    total = free if free is not None else wish.slots_total - wish.slots_claimed + claimed
-    return total, "claimed" if total and claimed >= total else wish.status
-
-
-def _wish_json(wish: Any, claimed: int, free: int | None) -> dict[str, Any]:
-    total, shown = _wish_shown(wish, claimed, free)
+def _event_json(event: ClaimEvent) -> dict[str, Any]:
     return {
-        "id": str(wish.id),
-        "title": wish.title,
-        "category": wish.category,
-        "community_id": str(wish.community_id),
-        "slots_total": total,
-        "slots_claimed": claimed,
-        "status": shown,
+        "id": str(event.id),
+        "title": event.title,
+        "status": event.status,
+        "mode": event.mode,
+        "starts_at": _iso(event.starts_at),
+        "ends_at": _iso(event.ends_at),
     }
 
 
-def snapshot(summary: service.EventSummary) -> dict[str, Any]:
-    event = summary.event
-    titles = _titles(summary)
+def snapshot(event: ClaimEvent, board: Board) -> dict[str, Any]:
+    tallies = board.tally_json()
+    recent = sorted(board.claims)[-RECENT_CLAIMS:]
     return {
-        "event": {
-            "id": str(event.id),
-            "title": event.title,
-            "status": event.status,
-            "mode": event.mode,
-            "starts_at": _iso(event.starts_at),
-            "ends_at": _iso(event.ends_at),
-        },
-        "communities": [_tally_json(t) for t in summary.tallies],
-        "wishes": [_wish_json(w, c, f) for w, c, f in summary.wishes],
-        "totals": _tally_json(summary.totals),
-        "recent_claims": [
-            _claim_json(titles, claim, name)
-            for claim, name in reversed(summary.claims[-RECENT_CLAIMS:])
-        ],
+        "event": _event_json(event),
+        "communities": tallies["communities"],
+        "wishes": [board.wish_json(wish_id) for wish_id in sorted(board.parts)],
+        "totals": tallies["totals"],
+        "recent_claims": [_claim_json(board, *board.claims[c]) for c in reversed(recent)],
         "server_time": _iso(utcnow()),
     }
 
 
-def _state(summary: service.EventSummary) -> _State:
-    wishes = {
-        wish.id: (claimed, _wish_shown(wish, claimed, free)[1])
-        for wish, claimed, free in summary.wishes
-    }
-    totals = summary.totals
+def _state(status: str, board: Board) -> _State:
     return _State(
-        status=summary.event.status,
-        wishes=wishes,
-        claim_ids={claim.id for claim, _ in summary.claims},
-        tally_key=(
-            totals.wishes_pooled,
-            totals.slots_claimed,
-            totals.wishes_filled,
-            len(totals.members),
-            tuple((t.community_id, t.slots_claimed, t.wishes_pooled) for t in summary.tallies),
-        ),
+        status=status,
+        wishes={wish_id: board.shown(wish_id) for wish_id in board.parts},
+        claim_ids=set(board.claims),
+        tally_key=board.tally_key(),
     )
 
 
 @dataclass
 class _Mirror:
-    """A feed's copy of its event's communities, pool entries and claims. While the event
-    stays live, a read fetches only the wishes and claims written since the last one, by
-    their sync versions (``app.sync``: a transaction that commits out of order is caught
-    too); when the event is not live, or its status changed, everything again. In a rush a
-    full read per wake-up cost more server CPU than the claims themselves."""
+    """A feed's copy of its event (``Board``). While the event stays live, a read fetches
+    only the wishes and claims written since the last one, by their sync versions
+    (``app.sync``: a transaction that commits out of order is caught too), and folds them
+    in; when the event is not live, or its status changed, everything again. In a rush a
+    full read and summary per wake-up cost more server CPU than the claims themselves."""
 
     epoch: str
     read_point: int
     status: str
-    communities: list[Region]
-    pooled: dict[int, tuple[repository.PoolEntryRow, repository.PooledWishRow]]  # by wish id
-    claims: dict[int, tuple[repository.EventClaimRow, str]]  # by claim id
-
-    def summary(self, event: ClaimEvent) -> service.EventSummary:
-        return service.summary_of(
-            event,
-            self.communities,
-            [self.pooled[wish_id] for wish_id in sorted(self.pooled)],
-            [self.claims[claim_id] for claim_id in sorted(self.claims)],
-        )
+    board: Board
 
 
 @dataclass
@@ -294,19 +237,28 @@ class LiveFeeds:
                 logger.warning("live feed LISTEN connection failed; retrying", exc_info=True)
             await asyncio.sleep(1)
 
-    async def _summary(
-        self, event_id: int, *, catch_up: bool = False
-    ) -> service.EventSummary | None:
-        if catch_up:
-            await service.catch_up(self.database, event_id)
+    async def _snapshot(self, event_id: int) -> tuple[ClaimEvent, Board] | None:
+        """The event and its board, read afresh (after catching up the event's clock)."""
+        await service.catch_up(self.database, event_id)
         async with self.reader.transaction(write=False) as session:
             event = await repository.get(session, event_id)
             if event is None:
                 return None
-            return await service.summarise(session, event)
+            return event, await self._board(session, event)
 
-    async def _read(self, feed: _Feed) -> service.EventSummary | None:
-        """The event's summary from the feed's mirror, brought up to date."""
+    @staticmethod
+    async def _board(session: AsyncSession, event: ClaimEvent) -> Board:
+        communities = await repository.communities_of(session, [event.id])
+        board = Board(
+            names={c.id: c.name for c in communities[event.id]},
+            opened=event.opened_at is not None,
+        )
+        board.fold(*await repository.feed_rows(session, event.id))
+        return board
+
+    async def _read(self, feed: _Feed) -> tuple[ClaimEvent, Board, Changed | None] | None:
+        """The event, its board brought up to date, and what changed in it (None after a
+        full read: anything may have)."""
         async with self.reader.transaction(write=False) as session:
             point = await sync_repository.read_point(session)  # first: see _Mirror
             event = await repository.get(session, feed.event_id)
@@ -320,26 +272,14 @@ class LiveFeeds:
                 or mirror.status != event.status
                 or event.status != EventStatus.live.value
             ):
-                communities = await repository.communities_of(session, [event.id])
-                pooled, claims = await repository.feed_rows(session, event.id)
-                mirror = feed.mirror = _Mirror(
-                    epoch=point.epoch,
-                    read_point=point.version,
-                    status=event.status,
-                    communities=communities[event.id],
-                    pooled={wish.id: (entry, wish) for entry, wish in pooled},
-                    claims={claim.id: (claim, name) for claim, name in claims},
-                )
-            else:
-                pooled, claims = await repository.feed_rows(
-                    session, event.id, changed_since=mirror.read_point
-                )
-                for entry, wish in pooled:
-                    mirror.pooled[wish.id] = (entry, wish)
-                for claim, name in claims:
-                    mirror.claims[claim.id] = (claim, name)
-                mirror.read_point = point.version
-        return mirror.summary(event)
+                board = await self._board(session, event)
+                feed.mirror = _Mirror(point.epoch, point.version, event.status, board)
+                return event, board, None
+            changed = mirror.board.fold(
+                *await repository.feed_rows(session, event.id, changed_since=mirror.read_point)
+            )
+            mirror.read_point = point.version
+        return event, mirror.board, changed
 
     def _publish(self, feed: _Feed, kind: str, data: dict[str, Any]) -> None:
         feed.sequence += 1
@@ -353,30 +293,33 @@ class LiveFeeds:
         while feed.subscribers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(feed.wake.wait(), timeout=self.poll_seconds)
-                # One read for a burst of claims, and at most one per READ_INTERVAL: a read
-                # summarises the whole event, so in a rush fewer, larger reads cost less.
+                # One read for a burst of claims, and at most one per READ_INTERVAL: each
+                # read costs its round trips, so in a rush fewer, larger reads cost less.
                 await asyncio.sleep(
                     max(DEBOUNCE_SECONDS, last_read + READ_INTERVAL_SECONDS - loop.time())
                 )
             feed.wake.clear()
             last_read = loop.time()
             try:
-                summary = await self._read(feed)
+                read = await self._read(feed)
             except Exception:
                 logger.warning("live feed of event %s failed to read", feed.event_id, exc_info=True)
                 continue
-            if summary is None:
+            if read is None:
                 continue
-            self._diff(feed, summary)
+            if feed.state is None:
+                event, board, _ = read
+                feed.state = _state(event.status, board)
+            else:
+                self._advance(feed, feed.state, *read)
 
-    def _diff(self, feed: _Feed, summary: service.EventSummary) -> None:
-        new = _state(summary)
-        old = feed.state
-        feed.state = new
-        if old is None:
-            return
-        event: ClaimEvent = summary.event
-        if new.status != old.status:
+    def _advance(
+        self, feed: _Feed, told: _State, event: ClaimEvent, board: Board, changed: Changed | None
+    ) -> None:
+        """Publish what the subscribers were not told yet, and note it as told: after a
+        read of the changes since the last one, only what those touched is compared."""
+        if event.status != told.status:
+            told.status = event.status
             self._publish(
                 feed,
                 "status",
@@ -386,22 +329,23 @@ class LiveFeeds:
                     "ends_at": _iso(event.ends_at),
                 },
             )
-        titles = _titles(summary)
-        for claim, name in summary.claims:
-            if claim.id not in old.claim_ids:
-                self._publish(feed, "claim", _claim_json(titles, claim, name))
-        for wish, claimed, free in summary.wishes:
-            if old.wishes.get(wish.id) != new.wishes.get(wish.id):
-                self._publish(feed, "wish", _wish_json(wish, claimed, free))
-        if new.tally_key != old.tally_key or new.wishes.keys() != old.wishes.keys():
-            self._publish(
-                feed,
-                "tally",
-                {
-                    "communities": [_tally_json(t) for t in summary.tallies],
-                    "totals": _tally_json(summary.totals),
-                },
-            )
+        claim_ids = sorted(board.claims) if changed is None else changed.claim_ids
+        for claim_id in claim_ids:
+            if claim_id not in told.claim_ids:
+                told.claim_ids.add(claim_id)
+                self._publish(feed, "claim", _claim_json(board, *board.claims[claim_id]))
+        pool_changed = changed is None and told.wishes.keys() != board.parts.keys()
+        if pool_changed:
+            told.wishes = {w: shown for w, shown in told.wishes.items() if w in board.parts}
+        for wish_id in sorted(board.parts if changed is None else changed.wish_ids):
+            shown = board.shown(wish_id)
+            if told.wishes.get(wish_id) != shown:
+                told.wishes[wish_id] = shown
+                self._publish(feed, "wish", board.wish_json(wish_id))
+        tally_key = board.tally_key()
+        if tally_key != told.tally_key or pool_changed:
+            told.tally_key = tally_key
+            self._publish(feed, "tally", board.tally_json())
 
     async def stream(self, event_id: int) -> AsyncIterator[str]:
         """A subscriber's messages: a snapshot, then changes, with keep-alives."""
@@ -413,12 +357,13 @@ class LiveFeeds:
         queue: asyncio.Queue[str] = asyncio.Queue()
         feed.subscribers.add(queue)
         try:
-            summary = await self._summary(event_id, catch_up=True)
-            if summary is None:
+            fresh = await self._snapshot(event_id)
+            if fresh is None:
                 return
+            event, board = fresh
             if feed.state is None:
-                feed.state = _state(summary)
-            yield "retry: 2000\n\n" + sse("snapshot", snapshot(summary))
+                feed.state = _state(event.status, board)
+            yield "retry: 2000\n\n" + sse("snapshot", snapshot(event, board))
             if feed.task is None or feed.task.done():
                 feed.task = asyncio.create_task(self._run(feed), name=f"feed-{event_id}")
             while True:

@@ -233,7 +233,8 @@ async def _transaction(
     factory: async_sessionmaker[AsyncSession],
     commit_hooks: list[Callable[[dict[str, Any]], None]],
 ) -> AsyncIterator[AsyncSession]:
-    async with factory() as session:
+    session = factory()
+    try:
         try:
             yield session
         except DomainError as exc:
@@ -250,6 +251,20 @@ async def _transaction(
         if session.info:
             for hook in commit_hooks:
                 hook(session.info)
+    finally:
+        await _close(session)
+
+
+async def _close(session: AsyncSession) -> None:
+    """What ``async with session`` does on exit, cheaply when it can be: a session holding
+    no transaction (never begun, or already committed or rolled back) holds no connection,
+    so closing it does no I/O and needs neither a greenlet nor a task of its own (~30 µs
+    per request, a claim that ran alone included). One still in a transaction is closed as
+    SQLAlchemy closes it, in a task that a cancellation cannot abandon halfway."""
+    if not session.in_transaction():
+        session.sync_session.close()
+    else:
+        await session.__aexit__(None, None, None)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

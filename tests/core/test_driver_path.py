@@ -194,3 +194,39 @@ async def test_fetch_all_reads_alone_until_the_transaction_begins(
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_requests_session_is_closed_whichever_way_it_ends(
+    backend: str, clean_database: str
+) -> None:
+    """``_transaction`` closes its session without a greenlet when it holds no transaction;
+    either way nothing stays checked out or attached, commit hooks run after a commit only."""
+    from app.core.db import _transaction
+
+    engine = create_async_engine(normalize_database_url(clean_database))
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    hooked: list[dict[str, Any]] = []
+    try:
+        async with _transaction(sessions, [hooked.append]) as untouched:
+            untouched.info["seen"] = True
+        assert hooked == [{"seen": True}]
+        async with _transaction(sessions, [hooked.append]) as used:
+            user = User(phone="+8613900000009", display_name="王阿姨", is_admin=False)
+            used.add(user)
+            await used.flush()
+        assert user not in used  # expunged by the close
+        assert await _count(sessions, "+8613900000009") == 1
+
+        async def fail() -> None:
+            async with _transaction(sessions, [hooked.append]) as failed:
+                await failed.execute(select(literal(1)))
+                failed.info["failed"] = True
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await fail()
+        assert len(hooked) == 1  # no hook for the rolled-back one (nor the empty one)
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()

@@ -50,6 +50,7 @@ from starlette.requests import Request
 
 from app.core.config import Settings
 from app.core.errors import DomainError
+from app.core.pool import PatientAsyncAdaptedQueuePool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -183,6 +184,7 @@ def create_database(settings: Settings) -> Database:
             url,
             # Parameters hold phone numbers and addresses: never put them in logs or errors.
             hide_parameters=True,
+            poolclass=PatientAsyncAdaptedQueuePool,  # no request waits much longer than others
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
@@ -194,6 +196,7 @@ def create_database(settings: Settings) -> Database:
             url,
             # Parameters hold phone numbers and addresses: never put them in logs or errors.
             hide_parameters=True,
+            poolclass=PatientAsyncAdaptedQueuePool,  # no request waits much longer than others
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_pre_ping=False,

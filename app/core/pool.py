@@ -73,12 +73,18 @@ class PatientQueue(AsyncAdaptedQueue[_T]):
         return time.monotonic() - waiter.since >= self.patience
 
     def put_nowait(self, item: _T) -> None:
+        self._offer(item, returning=False)
+
+    def _offer(self, item: _T, *, returning: bool) -> None:
+        """Hand ``item`` to a waiter past its patience, or queue it (waking the first waiter
+        to compete for it). ``returning``: an item a waiter was handed and gives back; it
+        is queued even beyond ``maxsize`` (it was out already; refusing it would lose it)."""
         first = self._first_waiter()
         if first is not None and self._out_of_patience(first):
             self._waiters.popleft()
             first.future.set_result(item)  # handed over: nobody can take it first
             return
-        if self.full():
+        if self.full() and not returning:
             raise Full()
         self._items.append(item)
         if first is not None:
@@ -143,7 +149,7 @@ class PatientQueue(AsyncAdaptedQueue[_T]):
             return
         got = future.result()
         if got is not _RETRY:
-            self.put_nowait(got)  # handed an item it will not use: the next one gets it
+            self._offer(got, returning=True)  # handed an item it will not use: passed on
         elif self._items:
             first = self._first_waiter()  # woken to compete: wake the next one instead
             if first is not None:

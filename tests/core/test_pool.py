@@ -131,3 +131,19 @@ async def test_an_engine_on_the_patient_pool_serves_everyone_and_returns_everyth
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+async def test_an_item_given_back_is_kept_even_when_the_queue_is_full() -> None:
+    """An overflow connection handed to a waiter that then gives up, while the pool's own
+    connections have filled the queue: it is queued anyway (not lost, and the waiter's
+    cancellation is not turned into an error of the queue's)."""
+    queue: PatientQueue[str] = PatientQueue(1)
+    queue.patience = 0.0
+    waiting = asyncio.create_task(_get(queue))
+    await asyncio.sleep(0.001)
+    queue.put_nowait("overflow")  # handed to `waiting`, which has not run yet
+    queue.put_nowait("pooled")  # the queue is full now
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert sorted([queue.get_nowait(), queue.get_nowait()]) == ["overflow", "pooled"]

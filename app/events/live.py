@@ -258,27 +258,37 @@ class LiveFeeds:
 
     async def _read(self, feed: _Feed) -> tuple[ClaimEvent, Board, Changed | None] | None:
         """The event, its board brought up to date, and what changed in it (None after a
-        full read: anything may have)."""
+        full read: anything may have). The feed's mirror changes only once the read's
+        transaction has ended well: rows folded in by a read that then failed would never
+        be announced, as the next read asks only for what was written after it."""
+        mirror = feed.mirror
+        full: Board | None = None
+        rows = None
         async with self.reader.transaction(write=False) as session:
             point = await sync_repository.read_point(session)  # first: see _Mirror
             event = await repository.get(session, feed.event_id)
-            if event is None:
-                feed.mirror = None
-                return None
-            mirror = feed.mirror
-            if (
-                mirror is None
-                or mirror.epoch != point.epoch
-                or mirror.status != event.status
-                or event.status != EventStatus.live.value
-            ):
-                board = await self._board(session, event)
-                feed.mirror = _Mirror(point.epoch, point.version, event.status, board)
-                return event, board, None
-            changed = mirror.board.fold(
-                *await repository.feed_rows(session, event.id, changed_since=mirror.read_point)
-            )
-            mirror.read_point = point.version
+            if event is not None:
+                if (
+                    mirror is None
+                    or mirror.epoch != point.epoch
+                    or mirror.status != event.status
+                    or event.status != EventStatus.live.value
+                ):
+                    full = await self._board(session, event)
+                else:
+                    rows = await repository.feed_rows(
+                        session, event.id, changed_since=mirror.read_point
+                    )
+        if event is None:
+            feed.mirror = None
+            return None
+        if full is not None:
+            feed.mirror = _Mirror(point.epoch, point.version, event.status, full)
+            return event, full, None
+        assert mirror is not None
+        assert rows is not None
+        changed = mirror.board.fold(*rows)
+        mirror.read_point = point.version
         return event, mirror.board, changed
 
     def _publish(self, feed: _Feed, kind: str, data: dict[str, Any]) -> None:

@@ -522,3 +522,66 @@ async def test_bad_input_changes_nothing(world: World) -> None:
     assert huge.status_code == 422
     listed = await api.client.get("/v1/claim-events", headers=world.organizer)
     assert len(listed.json()["items"]) == 1
+
+
+async def test_a_feed_read_that_fails_announces_its_rows_on_the_next(world: World) -> None:
+    """The live feed folds a read's rows into its board only once the read's transaction
+    has ended well: a read that fails (here, at its commit) changes nothing, and the next
+    read still announces the claims written since the last good one."""
+    from contextlib import asynccontextmanager
+
+    from app.core.db import create_database
+    from app.events.live import LiveFeeds, _Feed, _state
+
+    api = world.api
+    wishes = [await world.wish("C1"), await world.wish("C2")]
+    event_id = (await create_event(world)).json()["id"]
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.status_code == 200, opened.text
+
+    database = create_database(api.settings)
+    feeds = LiveFeeds(database, api.settings)
+    try:
+        feed = _Feed(int(event_id))
+        inbox: asyncio.Queue[str] = asyncio.Queue()
+        feed.subscribers.add(inbox)
+        fresh = await feeds._snapshot(int(event_id))
+        assert fresh is not None
+        feed.state = _state(fresh[0].status, fresh[1])
+        first = await feeds._read(feed)  # the mirror's full read
+        assert first is not None
+        feeds._advance(feed, feed.state, *first)
+        assert inbox.empty()
+
+        member, _ = await world.member("C1")
+        claimed = await event_claim(world, event_id, wishes[0]["id"], member)
+        assert claimed.status_code == 201, claimed.text
+        mirror = feed.mirror
+        assert mirror is not None
+        point = mirror.read_point
+
+        working = feeds.reader.transaction
+
+        @asynccontextmanager
+        async def failing(*, write: bool) -> Any:
+            async with working(write=write) as session:
+                yield session
+            raise ConnectionError("the read's COMMIT failed")
+
+        feeds.reader.transaction = failing  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError):
+            await feeds._read(feed)
+        feeds.reader.transaction = working  # type: ignore[method-assign]
+        assert feed.mirror is mirror
+        assert mirror.read_point == point
+        assert int(claimed.json()["id"]) not in mirror.board.claims
+
+        read = await feeds._read(feed)
+        assert read is not None
+        feeds._advance(feed, feed.state, *read)
+        told = "".join(inbox.get_nowait() for _ in range(inbox.qsize()))
+        assert "event: claim" in told
+        assert f'"claim_id":"{claimed.json()["id"]}"' in told
+    finally:
+        await feeds.close()
+        await database.dispose()

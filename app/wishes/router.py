@@ -128,7 +128,7 @@ async def list_wishes(
         region_id=region_id,
         mine=mine,
         after_id=after_id,
-        limit=paging.fetch,
+        limit=paging.limit,
     )
     items, next_cursor = build_page(views, paging.limit, "wishes", lambda v: [v.wish.id])
     # One validation for the page (a listing's hot path): ~2x cheaper than a model per wish.

@@ -320,6 +320,8 @@ async def list_wishes(
     after_id: int | None,
     limit: int,
 ) -> list[WishView]:
+    """Up to ``limit`` wishes, and one more if another page follows (not shown, so neither
+    masked nor audited: only what the reader is shown is recorded as read)."""
     scope = await scope_of(session, actor)
     region = None
     if region_id is not None:
@@ -334,7 +336,7 @@ async def list_wishes(
         region=region,
         mine=mine,
         after_id=after_id,
-        limit=limit,
+        limit=limit + 1,
     )
     # Listed means visible: a wish none of the first relations cover is listed for a live
     # (fulfilled) claim of the user's, which shows the wish but not the contact.
@@ -347,7 +349,7 @@ async def list_wishes(
         )
         for row in page
     ]
-    await _audit(session, scope.user_id, views)
+    await _audit(session, scope.user_id, views[:limit])
     return views
 
 

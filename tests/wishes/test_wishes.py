@@ -249,6 +249,20 @@ async def test_the_listing_shows_what_a_single_read_shows(world: World) -> None:
     assert outside["id"] in await listed(world.admin)
 
 
+async def test_a_page_audits_only_the_wishes_it_shows(world: World) -> None:
+    """The listing reads one wish more than the page to know whether another follows; that
+    one is not shown, so its unmasked contact is not recorded as read either."""
+    api = world.api
+    for _ in range(3):
+        await world.wish()
+    before = await api.sql("SELECT count(*) FROM contact_access_log")
+    page = await api.client.get("/v1/wishes", params={"limit": 2}, headers=world.organizer)
+    assert len(page.json()["items"]) == 2
+    assert page.json()["next_cursor"]
+    after = await api.sql("SELECT count(*) FROM contact_access_log")
+    assert int(str(after[0][0])) - int(str(before[0][0])) == 2
+
+
 async def test_keyset_pages_cover_every_wish_once(world: World) -> None:
     api = world.api
     created = [(await world.wish(by=world.organizer))["id"] for _ in range(7)]

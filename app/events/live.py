@@ -253,7 +253,7 @@ class LiveFeeds:
             names={c.id: c.name for c in communities[event.id]},
             opened=event.opened_at is not None,
         )
-        board.fold(*await repository.feed_rows(session, event.id))
+        board.fold(*await repository.summary_rows(session, event.id))
         return board
 
     async def _read(self, feed: _Feed) -> tuple[ClaimEvent, Board, Changed | None] | None:
@@ -276,7 +276,7 @@ class LiveFeeds:
                 ):
                     full = await self._board(session, event)
                 else:
-                    rows = await repository.feed_rows(
+                    rows = await repository.summary_rows(
                         session, event.id, changed_since=mirror.read_point
                     )
         if event is None:

@@ -393,28 +393,8 @@ async def member_limits(
     return limits
 
 
-async def event_claims(
-    session: AsyncSession, event_id: int, *, changed_since: int | None = None
-) -> list[tuple[Claim, str]]:
-    """Every claim made in the event, with the claimer's display name, in id order; with
-    ``changed_since`` (a sync read point, see ``app.sync``), only those written since."""
-    statement = (
-        select(Claim, User.display_name)
-        .join(User, User.id == Claim.member_id)
-        .where(Claim.event_id == event_id)
-        .order_by(Claim.id)
-    )
-    if changed_since is not None:
-        statement = statement.where(Claim.sync_version >= changed_since)
-    rows = await session.execute(statement)
-    return [(claim, name) for claim, name in rows.all()]
-
-
-async def pooled_wishes(
-    session: AsyncSession, event_id: int, *, changed_since: int | None = None
-) -> list[tuple[ClaimEventWish, Wish]]:
-    """The event's pool entries (pooled or returned) with their wishes, in wish id order;
-    with ``changed_since`` (a sync read point), only those whose wish was written since."""
+async def pooled_wishes(session: AsyncSession, event_id: int) -> list[tuple[ClaimEventWish, Wish]]:
+    """The event's pool entries (pooled or returned) with their wishes, in wish id order."""
     statement = (
         select(ClaimEventWish, Wish)
         .join(Wish, Wish.id == ClaimEventWish.wish_id)
@@ -425,21 +405,19 @@ async def pooled_wishes(
         .order_by(ClaimEventWish.wish_id)
         .execution_options(populate_existing=True)
     )
-    if changed_since is not None:
-        statement = statement.where(Wish.sync_version >= changed_since)
     rows = await session.execute(statement)
     return [(entry, wish) for entry, wish in rows.all()]
 
 
 class PoolEntryRow(NamedTuple):
-    """What the live feed keeps of a pool entry (read like a ``ClaimEventWish``)."""
+    """A pool entry as a summary reads it (like a ``ClaimEventWish``)."""
 
     community_id: int
     slots_free_at_open: int | None
 
 
 class PooledWishRow(NamedTuple):
-    """What the live feed keeps of a pooled wish (read like a ``Wish``)."""
+    """A pooled wish as a summary reads it (like a ``Wish``)."""
 
     id: int
     title: str
@@ -451,7 +429,7 @@ class PooledWishRow(NamedTuple):
 
 
 class EventClaimRow(NamedTuple):
-    """What the live feed keeps of a claim (read like a ``Claim``)."""
+    """An event claim as a summary reads it (like a ``Claim``)."""
 
     id: int
     wish_id: int
@@ -461,10 +439,10 @@ class EventClaimRow(NamedTuple):
     created_at: datetime
 
 
-def _feed_statements(
+def _summary_statements(
     since: bool,
 ) -> tuple[Select[*TupleAny], Select[*TupleAny]]:
-    """The live feed's reads of an event's pool and claims (all, or only rows written
+    """The reads of an event's pool and claims for its summary (all, or only rows written
     since a sync read point): just the columns it shows, as plain rows."""
     event = bindparam("event_id", type_=BigInteger)
     pool = (
@@ -496,16 +474,18 @@ def _feed_statements(
     return pool, claims
 
 
-_FEED_READS = {since: _feed_statements(since) for since in (False, True)}
+_SUMMARY_READS = {since: _summary_statements(since) for since in (False, True)}
 
 
-async def feed_rows(
+async def summary_rows(
     session: AsyncSession, event_id: int, *, changed_since: int | None = None
 ) -> tuple[list[tuple[PoolEntryRow, PooledWishRow]], list[tuple[EventClaimRow, str]]]:
-    """``pooled_wishes`` and ``event_claims`` for the live feed, which reads them several
-    times a second during a rush: plain rows of the columns it shows, no ORM objects
-    (loading those was most of what a feed cost the server)."""
-    pool, claims = _FEED_READS[changed_since is not None]
+    """What an event's summary is made of (``service.summary_of``): its pool entries with
+    their wishes, in wish id order, and its claims with the claimers' names, in id order;
+    with ``changed_since`` (a sync read point, see ``app.sync``), only rows written since.
+    Plain rows of the columns shown: the live feed reads them several times a second in a
+    rush, and loading ORM objects was most of what a feed cost the server."""
+    pool, claims = _SUMMARY_READS[changed_since is not None]
     params = {"event_id": event_id, "since": changed_since}
     entries = [
         (

@@ -746,8 +746,7 @@ class EventSummary:
 
 async def summarise(session: AsyncSession, event: ClaimEvent) -> EventSummary:
     communities = (await repository.communities_of(session, [event.id]))[event.id]
-    pooled = await repository.pooled_wishes(session, event.id)
-    claims = await repository.event_claims(session, event.id)
+    pooled, claims = await repository.summary_rows(session, event.id)
     return summary_of(event, communities, pooled, claims)
 
 

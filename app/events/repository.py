@@ -267,10 +267,15 @@ async def pool(
     return len(ids)
 
 
+async def lock_pool(session: AsyncSession, event_id: int) -> list[int]:
+    """Lock the wishes pooled in the event, in id order; returns their ids."""
+    rows = await _lock_in_id_order(session, select(Wish.id).where(Wish.event_id == event_id))
+    return [row[0] for row in rows]
+
+
 async def return_home(session: AsyncSession, event_id: int, now: datetime) -> int:
     """At close every pooled wish goes back to its community: claimable directly again."""
-    rows = await _lock_in_id_order(session, select(Wish.id).where(Wish.event_id == event_id))
-    ids = [row[0] for row in rows]
+    ids = await lock_pool(session, event_id)
     if ids:
         await session.execute(
             update(Wish)

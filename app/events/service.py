@@ -352,6 +352,9 @@ async def _open(session: AsyncSession, event: ClaimEvent, now: datetime, by: int
 async def _close(session: AsyncSession, event: ClaimEvent, now: datetime, by: int | None) -> None:
     was_live = event.status == EventStatus.live.value
     if was_live and event.mode == EventMode.allocate.value:
+        # Every claim transaction locks wishes (in id order) before members: the pool first,
+        # so the allocation's claims never hold a member while waiting for a wish.
+        await repository.lock_pool(session, event.id)
         await _run_allocation(session, event)
     returned = await repository.return_home(session, event.id, now)
     event.status = EventStatus.closed.value
@@ -560,8 +563,11 @@ async def _run_allocation(session: AsyncSession, event: ClaimEvent) -> None:
     changed meanwhile is skipped with its reason). Inputs, seed and result are stored."""
     inputs = await _allocation_inputs(session, event)
     result = allocate(inputs)
-    outcomes = []
-    for pair in result.pairs:
+    outcomes: dict[int, dict[str, str | None]] = {}
+    # Members are locked one by one in id order, as every claim transaction locks them.
+    for index, pair in sorted(
+        enumerate(result.pairs), key=lambda item: (item[1].member_id, item[1].wish_id)
+    ):
         actor = Actor(user_id=pair.member_id)
         try:
             async with session.begin_nested():
@@ -574,14 +580,14 @@ async def _run_allocation(session: AsyncSession, event: ClaimEvent) -> None:
                     kind=EventClaim.allocation,
                     event_id=event.id,
                 )
-            outcomes.append({"claim_id": str(claim.id), "skipped": None})
+            outcomes[index] = {"claim_id": str(claim.id), "skipped": None}
         except (Conflict, Forbidden, NotFound) as refusal:
-            outcomes.append({"claim_id": None, "skipped": refusal.code})
+            outcomes[index] = {"claim_id": None, "skipped": refusal.code}
         except IntegrityError:
-            outcomes.append({"claim_id": None, "skipped": "already_claimed"})
+            outcomes[index] = {"claim_id": None, "skipped": "already_claimed"}
     recorded = result.to_json()
-    for pair, outcome in zip(recorded["pairs"], outcomes, strict=True):
-        pair.update(outcome)
+    for index, pair in enumerate(recorded["pairs"]):
+        pair.update(outcomes[index])
     event.allocation = {"inputs": inputs.to_json(), "result": recorded}
     await _tell_allocation(session, event, inputs, recorded["pairs"])
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.claims import repository as claims_repository
 from app.claims import service as claims_service
 from app.claims.models import ClaimSource
 from app.core.actor import Actor
@@ -251,8 +252,13 @@ async def apply_run(
     now = utcnow()
     if not await repository.mark_applied(session, run.id, actor.user_id, now):
         raise InvalidState(resource="matching_run", current_state="applied", action="apply")
+    # The lock order of every claim transaction: the wishes first (in id order), then the
+    # members one by one in id order. Claiming pair by pair in the run's order would hold
+    # one member while waiting for the next wish, and deadlock with a direct claim holding
+    # that wish and waiting for the member.
+    await claims_repository.lock_wishes(session, (a.wish_id for a in assignments))
     matched: list[tuple[int, int, dict[str, Any]]] = []
-    for assignment in assignments:
+    for assignment in sorted(assignments, key=lambda a: (a.member_id, a.wish_id)):
         try:
             async with session.begin_nested():
                 claim = await claims_service.claim_wish(

@@ -14,6 +14,7 @@ import pytest
 from app.main import create_app
 from tests.conftest import Api, make_settings
 from tests.invariants import violations
+from tests.locks import lock_row, other_transaction, until_someone_waits
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -410,6 +411,36 @@ async def test_allocate_mode(world: World) -> None:
     assert [(x["wish_id"], x["source"], x["event_id"]) for x in claims] == [
         (pair["id"], "event", event["id"])
     ]
+    assert await violations(api.settings.database_url) == {}
+    assert await event_violations(api) == {}
+
+
+async def test_allocation_queues_behind_a_claim_instead_of_deadlocking(world: World) -> None:
+    """A claim transaction locks its wish, then its member. One holding a pooled wish and
+    then wanting a member the allocation claims for must make the close wait, not deadlock."""
+    api = world.api
+    first_wish = await world.wish("C1")
+    last_wish = await world.wish("C2")
+    event = (await create_event(world, mode="allocate", per_member_quota=1)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    first, first_id = await world.member("C3")
+    last, _ = await world.member("C3")
+    for headers, wish in ((first, first_wish), (last, last_wish)):
+        ranked = await api.client.put(
+            f"/v1/claim-events/{event['id']}/preferences", json=[wish["id"]], headers=headers
+        )
+        assert ranked.status_code == 200, ranked.text
+    async with other_transaction(api.settings.async_database_url) as claim:
+        await lock_row(claim, "wishes", "id", last_wish["id"])
+        close = asyncio.create_task(
+            api.client.post(f"/v1/claim-events/{event['id']}/close", headers=world.organizer)
+        )
+        await until_someone_waits(claim, close)
+        await lock_row(claim, "members", "user_id", first_id)
+    closed = await close
+    assert closed.status_code == 200, closed.text
+    allocation = await api.client.get(f"/v1/claim-events/{event['id']}/allocation", headers=first)
+    assert [bool(p["claim_id"]) for p in allocation.json()["result"]["pairs"]] == [True, True]
     assert await violations(api.settings.database_url) == {}
     assert await event_violations(api) == {}
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from tests.conftest import Api
 from tests.invariants import violations
+from tests.locks import lock_row, other_transaction, until_someone_waits
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -178,6 +180,32 @@ async def test_stale_assignments_are_skipped_not_half_applied(world: World) -> N
     assert reasons[(setup["wishes"][0]["id"], setup["members"][0][1])] is None
     assert applied["applied"] == 1
     assert applied["skipped"] == 2
+    assert await violations(api.settings.database_url) == {}
+
+
+async def test_apply_queues_behind_a_claim_instead_of_deadlocking(world: World) -> None:
+    """A claim transaction locks its wish, then its member. One holding a wish of the run and
+    then wanting a member the run claims for must make the apply wait, not deadlock it."""
+    api = world.api
+    await prepare_run(world)
+    run = (
+        await api.client.post(
+            "/v1/matching/runs", json={"region_id": world.regions["S1"]}, headers=world.organizer
+        )
+    ).json()
+    first, last = run["assignments"][0], run["assignments"][-1]
+    assert first["wish_id"] != last["wish_id"]
+    assert first["member_id"] != last["member_id"]
+    async with other_transaction(api.settings.async_database_url) as claim:
+        await lock_row(claim, "wishes", "id", last["wish_id"])
+        apply = asyncio.create_task(
+            api.client.post(f"/v1/matching/runs/{run['id']}/apply", headers=world.organizer)
+        )
+        await until_someone_waits(claim, apply)
+        await lock_row(claim, "members", "user_id", first["member_id"])
+    applied = await apply
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["applied"] == 3
     assert await violations(api.settings.database_url) == {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,8 +16,8 @@ def _parse_id(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("an id is a string of digits")
     if isinstance(value, str):
-        if not value.isascii() or not value.isdigit():
-            raise ValueError("an id is a string of digits")
+        if not value.isascii() or not value.isdigit() or len(value) > 19:
+            raise ValueError("an id is a string of at most 19 digits")
         return int(value)
     return value
 
@@ -31,11 +32,26 @@ Id = Annotated[
 """A resource id: a string in JSON, a bigint in the database."""
 
 
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _require_rfc3339(value: object) -> object:
+    # Pydantic also reads numbers and digit strings as Unix times; the contract says RFC 3339.
+    if isinstance(value, str) and _RFC3339_START.match(value):
+        return value
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("a time is an RFC 3339 string, e.g. 2026-12-01T09:00:00Z")
+
+
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("a time needs a zone, e.g. 2026-12-01T09:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("a time between the years 1 and 9999 in UTC") from None
 
 
-UTCTime = Annotated[datetime, AfterValidator(_require_utc)]
+UTCTime = Annotated[datetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_utc)]
 """An RFC 3339 time with an offset; stored and returned in UTC."""

@@ -131,6 +131,12 @@ async def test_bad_wishes_are_refused_and_change_nothing(world: World) -> None:
         ({**base, "deadline": past}, 422, "deadline_out_of_range"),
         ({**base, "deadline": far}, 422, "deadline_out_of_range"),
         ({**base, "deadline": "2026-12-01T09:00:00"}, 422, "validation_failed"),
+        # Before year 1 or after 9999 once in UTC; Unix times are not RFC 3339.
+        ({**base, "deadline": "0001-01-01T00:00:00+01:00"}, 422, "validation_failed"),
+        ({**base, "deadline": "9999-12-31T23:59:59-01:00"}, 422, "validation_failed"),
+        ({**base, "deadline": 1798000000}, 422, "validation_failed"),
+        ({**base, "deadline": "1798000000"}, 422, "validation_failed"),
+        ({**base, "region_id": "9" * 5000}, 422, "validation_failed"),
         ({**base, "slots_total": 0}, 422, "validation_failed"),
         ({**base, "slots_total": 101}, 422, "validation_failed"),
         ({**base, "title": ""}, 422, "validation_failed"),

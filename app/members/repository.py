@@ -118,6 +118,18 @@ async def roster(session: AsyncSession, member_id: int) -> list[tuple[MemberReso
     return [(resource, regions[resource.id]) for resource in resources]
 
 
+async def lock_member(session: AsyncSession, member_id: int) -> None:
+    """Hold the member's row (FOR NO KEY UPDATE, what an UPDATE of it takes), so that two
+    replacements of one roster queue instead of interleaving their deletes and inserts.
+    SQLite's write transactions are serialized anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(Member.user_id)
+            .where(Member.user_id == member_id)
+            .with_for_update(key_share=True)
+        )
+
+
 async def replace_roster(
     session: AsyncSession, member_id: int, entries: list[tuple[dict[str, Any], list[int]]]
 ) -> None:

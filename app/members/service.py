@@ -203,6 +203,7 @@ async def replace_roster(
     session: AsyncSession, actor: Actor, *, entries: list[ResourceIn]
 ) -> list[tuple[MemberResource, list[int]]]:
     member, _ = await _load(session, actor.user_id)
+    await repository.lock_member(session, actor.user_id)
     await require_known(session, {entry.category for entry in entries})
     wanted_regions = {rid for entry in entries for rid in entry.service_region_ids}
     missing = wanted_regions - await repository.existing_region_ids(session, wanted_regions)

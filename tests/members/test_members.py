@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.conftest import Api
@@ -174,6 +176,39 @@ async def test_roster_refuses_bad_entries_and_changes_nothing(world: World) -> N
         assert response.json()["code"] == code
     still = await api.client.get("/v1/members/me/resources", headers=headers)
     assert [i["title"] for i in still.json()["items"]] == ["维修"]
+
+
+async def test_overlapping_roster_replacements_queue(world: World) -> None:
+    """PUT is safe to retry, so the app may send several at once: each replaces the whole
+    roster in turn, and the last one stands alone (no merged rosters, no 500)."""
+    api = world.api
+    headers, _ = await world.member()
+
+    def roster(tag: int) -> list[dict[str, object]]:
+        return [
+            {
+                "category": "repair",
+                "title": f"维修{tag}-{n}",
+                "service_region_ids": [world.regions["C2"], world.regions["G1"]],
+            }
+            for n in range(20)
+        ]
+
+    responses = await asyncio.gather(
+        *(
+            api.client.put("/v1/members/me/resources", json=roster(tag), headers=headers)
+            for tag in range(8)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    titles = [
+        i["title"]
+        for i in (await api.client.get("/v1/members/me/resources", headers=headers)).json()["items"]
+    ]
+    assert len(titles) == 20
+    assert len({title.split("-")[0] for title in titles}) == 1
+    areas = await api.sql("SELECT count(*) FROM member_areas")
+    assert areas == [(3,)]
 
 
 async def test_roster_needs_a_member_profile(api: Api) -> None:

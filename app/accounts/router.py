@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -18,6 +19,7 @@ from app.accounts.schemas import (
 )
 from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, DbSession
+from app.core.errors import BadRequest, Conflict, Unauthorized
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits, client_ip
 from app.core.sms import SmsOutbox
@@ -41,15 +43,26 @@ Sms = Annotated[SmsOutbox, Depends(_sms_outbox)]
 
 # Per-address limits run as route dependencies: before the request's transaction is opened,
 # so a flood of refused requests never takes the database (or SQLite's write lock).
-async def _limit_auth_per_ip(request: Request, limits: Limits) -> None:
-    await limits.hit(limits.auth_ip, "auth_ip", client_ip(request))
+async def _limit_auth_failures_per_ip(request: Request, limits: Limits) -> AsyncIterator[None]:
+    """Failed attempts per address: a wrong password, refresh token or code (guessing), or
+    a phone already registered (finding out who has an account). Once they reach the limit,
+    every auth request from the address is refused until the window moves. Successes are
+    not counted: a service centre, a carrier's NAT or a test suite signs many people up and
+    in from one address."""
+    key = client_ip(request)
+    await limits.check(limits.auth_ip, "auth_ip", key)
+    try:
+        yield
+    except (BadRequest, Unauthorized, Conflict):
+        await limits.count(limits.auth_ip, "auth_ip", key)
+        raise
 
 
 async def _limit_otp_per_ip(request: Request, limits: Limits) -> None:
     await limits.hit(limits.otp_ip, "otp_ip", client_ip(request))
 
 
-AUTH_PER_IP = [Depends(_limit_auth_per_ip)]
+AUTH_PER_IP = [Depends(_limit_auth_failures_per_ip)]
 OTP_PER_IP = [Depends(_limit_otp_per_ip)]
 
 
@@ -57,7 +70,8 @@ OTP_PER_IP = [Depends(_limit_otp_per_ip)]
     "/v1/auth/register",
     status_code=201,
     summary="Register with phone and password (as a resident)",
-    description="429 `rate_limited` (per client address) with `Retry-After`.",
+    description="409 `phone_taken`; 429 `rate_limited` (too many failed auth attempts from this "
+    "address) with `Retry-After`.",
     dependencies=AUTH_PER_IP,
     responses=problem_responses(400, 409, 422, 429),
 )
@@ -72,7 +86,7 @@ async def register(body: RegisterRequest, session: DbSession) -> UserRead:
     "/v1/auth/token",
     summary="Log in with phone and password",
     description="401 `invalid_credentials`; 429 `rate_limited` with `Retry-After`, per phone "
-    "and per client address (password guessing is throttled).",
+    "and per client address (failed attempts; password guessing is throttled).",
     dependencies=AUTH_PER_IP,
     responses=problem_responses(400, 401, 422, 429),
 )
@@ -87,7 +101,8 @@ async def issue_token(
 @router.post(
     "/v1/auth/refresh",
     summary="Exchange a refresh token for a new pair (the old one is spent)",
-    description="401 `invalid_refresh_token`; 429 `rate_limited` (per client address).",
+    description="401 `invalid_refresh_token`; 429 `rate_limited` (too many failed attempts "
+    "from this address).",
     dependencies=AUTH_PER_IP,
     responses=problem_responses(400, 401, 422, 429),
 )
@@ -124,7 +139,7 @@ async def request_otp(
     description="The same token pair as `POST /v1/auth/token`. 400 `otp_invalid` (wrong "
     "code, with `attempts_remaining`), `otp_attempts_exceeded` (the code is dead after 5 "
     "wrong tries), `otp_expired` (expired, used, or never sent): ask for a new code. 429 "
-    "`rate_limited` (per client address) with `Retry-After`.",
+    "`rate_limited` (too many failed attempts from this address) with `Retry-After`.",
     dependencies=AUTH_PER_IP,
     responses=problem_responses(400, 422, 429),
 )

@@ -77,13 +77,18 @@ async def issue_tokens_for(session: AsyncSession, *, user_id: int, settings: Set
 async def login(
     session: AsyncSession, *, phone: str, password: str, settings: Settings, limits: RateLimits
 ) -> TokenPair:
-    # Per phone, whatever the outcome: password guessing on one account is throttled from
-    # any number of addresses (the router limits each address too).
-    await limits.hit(limits.login_phone, "login_phone", otp.phone_key(phone, settings.secret_key))
+    # Per phone, every try since the last good login: password guessing on one account is
+    # throttled from any number of addresses (the router limits each address's failures
+    # too). Counted before the password is checked, so a burst of guesses at once gets no
+    # more tries than guesses one by one; a good login starts the count again, so someone
+    # logging in often on several devices is never refused.
+    phone_key = otp.phone_key(phone, settings.secret_key)
+    await limits.hit(limits.login_phone, "login_phone", phone_key)
     user = await repository.get_by_phone(session, phone)
     # verify_password hashes even for an unknown phone, so timing does not tell which it was.
     if not await verify_password(password, user.password_hash if user else None) or user is None:
         raise Unauthorized("invalid_credentials")
+    await limits.clear(limits.login_phone, "login_phone", phone_key)
     return await issue_tokens_for(session, user_id=user.id, settings=settings)
 
 

@@ -90,12 +90,12 @@ class Settings(BaseSettings):
     # Per member; generous enough for a phone, a script hammering the server is stopped.
     claim_rate_limit: str = "100/second;1000/minute"
     event_claim_rate_limit: str = "100/second;1000/minute"
-    # Auth endpoints (see app/accounts/router.py): per client IP on register, token, refresh
-    # and OTP verify together; per phone on password login (throttles password guessing);
-    # per phone and per IP on OTP requests (each one sends an SMS, which costs money).
-    # Per IP is lenient on purpose: a community service centre or a carrier's NAT puts many
-    # phones behind one address; the per-phone limits are what stop a guesser.
-    auth_rate_limit: str = "300/minute;5000/hour"
+    # Auth endpoints (see app/accounts/router.py): failed attempts per client IP on register,
+    # token, refresh and OTP verify together (successes never count: a community service
+    # centre or a carrier's NAT puts many phones behind one address); tries per phone on
+    # password login since its last good one (throttles password guessing); per phone and
+    # per IP on OTP requests (each one sends an SMS, which costs money).
+    auth_rate_limit: str = "100/minute;1000/hour"
     login_phone_rate_limit: str = "5/minute;20/hour"
     otp_phone_rate_limit: str = "5/hour;10/day"
     otp_ip_rate_limit: str = "60/hour"

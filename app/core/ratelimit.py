@@ -48,9 +48,35 @@ class RateLimits:
             return
         for item in items:
             if not await self.limiter.hit(item, *key):
-                stats = await self.limiter.get_window_stats(item, *key)
-                retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-                raise TooManyRequests(
-                    extra={"retry_after": retry_after},
-                    headers={"Retry-After": str(retry_after)},
-                )
+                await self._refuse(item, *key)
+
+    async def check(self, items: list[RateLimitItem], *key: str) -> None:
+        """Raise 429 when any of the limits under ``key`` is exhausted; count nothing (for
+        limits on failures: ``count`` them once the outcome is known)."""
+        if not self.enabled:
+            return
+        for item in items:
+            if not await self.limiter.test(item, *key):
+                await self._refuse(item, *key)
+
+    async def count(self, items: list[RateLimitItem], *key: str) -> None:
+        """Count one (failed) request under ``key``, without refusing it."""
+        if not self.enabled:
+            return
+        for item in items:
+            await self.limiter.hit(item, *key)
+
+    async def clear(self, items: list[RateLimitItem], *key: str) -> None:
+        """Forget what was counted under ``key`` (e.g. the tries before a good login)."""
+        if not self.enabled:
+            return
+        for item in items:
+            await self.limiter.clear(item, *key)
+
+    async def _refuse(self, item: RateLimitItem, *key: str) -> None:
+        stats = await self.limiter.get_window_stats(item, *key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise TooManyRequests(
+            extra={"retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )

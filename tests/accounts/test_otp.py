@@ -362,27 +362,47 @@ async def test_per_ip_limit_on_code_requests(clean_database: str, tmp_path: Path
             assert response.status_code == 202
 
 
-async def test_per_ip_limit_on_auth_endpoints(clean_database: str, tmp_path: Path) -> None:
+async def test_per_ip_limit_on_auth_failures(clean_database: str, tmp_path: Path) -> None:
     async with otp_api(clean_database, tmp_path / "sms.jsonl", auth_rate_limit="4/minute") as api:
+        # Successes do not count: one address (a service centre) signs many people up and in.
+        for n in range(6):
+            registered = await api.client.post(
+                "/v1/auth/register",
+                json={"phone": f"1390013900{n}", "password": "password-123", "display_name": "x"},
+            )
+            assert registered.status_code == 201
         registered = await api.client.post(
             "/v1/auth/register",
             json={"phone": PHONE, "password": "password-123", "display_name": "王阿姨"},
         )
         assert registered.status_code == 201
-        login = await api.client.post(
-            "/v1/auth/token", json={"phone": PHONE, "password": "password-123"}
-        )
-        assert login.status_code == 200
+        for _ in range(6):
+            login = await api.client.post(
+                "/v1/auth/token", json={"phone": PHONE, "password": "password-123"}
+            )
+            assert login.status_code == 200
         refresh = await api.client.post(
             "/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
         )
         assert refresh.status_code == 200
-        assert_problem(await api.verify("123456"), 400, "otp_expired")  # the 4th call
+        # Failures do: a phone taken, a wrong password, a bad refresh token, a wrong code.
+        taken = await api.client.post(
+            "/v1/auth/register",
+            json={"phone": PHONE, "password": "password-123", "display_name": "x"},
+        )
+        assert_problem(taken, 409, "phone_taken")
+        wrong = await api.client.post(
+            "/v1/auth/token", json={"phone": "13900139001", "password": "guess-guess"}
+        )
+        assert_problem(wrong, 401, "invalid_credentials")
+        spent = await api.client.post("/v1/auth/refresh", json={"refresh_token": "not-a-token"})
+        assert_problem(spent, 401, "invalid_refresh_token")
+        assert_problem(await api.verify("123456"), 400, "otp_expired")  # the 4th failure
         # Every auth call from this address is refused now, and changes nothing.
         assert_rate_limited(
             await api.client.post(
                 "/v1/auth/register",
-                json={"phone": "13900139000", "password": "password-123", "display_name": "x"},
+                json={"phone": "13900139999", "password": "password-123", "display_name": "x"},
             )
         )
         assert_rate_limited(
@@ -396,9 +416,8 @@ async def test_per_ip_limit_on_auth_endpoints(clean_database: str, tmp_path: Pat
             )
         )
         assert_rate_limited(await api.verify("123456"))
-        assert await api.count("users") == 1
-        assert await api.count("refresh_tokens") == 2
-        assert await api.sql("SELECT count(*) FROM refresh_tokens WHERE spent_at IS NULL") == [(1,)]
+        assert await api.count("users") == 7
+        assert await api.sql("SELECT count(*) FROM refresh_tokens WHERE spent_at IS NULL") == [(6,)]
 
 
 async def test_password_login_is_limited_per_phone(clean_database: str, tmp_path: Path) -> None:
@@ -417,11 +436,19 @@ async def test_password_login_is_limited_per_phone(clean_database: str, tmp_path
                 "/v1/auth/token", json={"phone": phone, "password": password}
             )
 
+        # Logging in often (several devices, a test suite) is never refused: a good login
+        # starts the count again.
+        for _ in range(5):
+            assert (await login("password-123")).status_code == 200
+        for _ in range(2):
+            assert_problem(await login("guess-guess"), 401, "invalid_credentials")
+        assert (await login("password-123")).status_code == 200
+        before = await api.count("refresh_tokens")
         for _ in range(3):
             assert_problem(await login("guess-guess"), 401, "invalid_credentials")
         # The 4th try is refused even with the right password: guessing is throttled.
         assert_rate_limited(await login("password-123"))
-        assert await api.count("refresh_tokens") == 0
+        assert await api.count("refresh_tokens") == before
         # Another phone logs in from the same address.
         assert (await login("password-123", "13900139000")).status_code == 200
         # Unknown phones are limited the same way (no telling them apart).

@@ -243,7 +243,7 @@ async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: 
         raise NotFound(resource="claim")
     wish = await wishes_repository.get(session, claim.wish_id)
     if wish is None or not (await scope_of(session, actor)).covers(wish):
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
     revoked = await _end_claim(
         session,
         claim,

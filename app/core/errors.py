@@ -19,17 +19,24 @@ class DomainError(Exception):
         self,
         code: str | None = None,
         *,
+        reason: str | None = None,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         keep_changes: bool = False,
         **params: Any,
     ) -> None:
         self.code = code or self.default_code
+        # A finer cause under a general code (``Forbidden(reason="out_of_scope")`` is code
+        # ``forbidden``): sent as the problem's ``reason`` and worded in its ``detail``, so
+        # a client switching on the contract's codes keeps working.
+        self.message = reason or self.code
         # Commit what the request did before failing (e.g. revoking a stolen token's family),
         # instead of the usual rollback.
         self.keep_changes = keep_changes
         self.params = params
         self.extra = extra or {}
+        if reason is not None:
+            self.extra = {"reason": reason, **self.extra}
         self.headers = headers or {}
         super().__init__(self.code)
 

@@ -333,17 +333,9 @@ class IdempotencyMiddleware:
         try:
             await self._handle(request, key, scope, receive, send)
         except DomainError as refusal:
-            from app.core.problems import problem_response
+            from app.core.problems import domain_problem
 
-            response = problem_response(
-                request,
-                status=refusal.status,
-                code=refusal.code,
-                params=refusal.params,
-                extra=refusal.extra,
-                headers=refusal.headers,
-            )
-            await response(scope, receive, send)
+            await domain_problem(request, refusal)(scope, receive, send)
 
     async def _handle(
         self, request: Request, key: str, scope: Scope, receive: Receive, send: Send

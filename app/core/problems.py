@@ -64,9 +64,10 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     lang: Lang | None = None,
+    message: str | None = None,
 ) -> JSONResponse:
     lang = lang or negotiate_language(request.headers.get("accept-language"))
-    title, detail = render(code, lang, params or {})
+    title, detail = render(message or code, lang, params or {})
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,
@@ -84,8 +85,7 @@ def problem_response(
     )
 
 
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+def domain_problem(request: Request, exc: DomainError) -> JSONResponse:
     return problem_response(
         request,
         status=exc.status,
@@ -93,7 +93,13 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         params=exc.params,
         extra=exc.extra,
         headers=exc.headers,
+        message=exc.message,
     )
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return domain_problem(request, exc)
 
 
 def _field_errors(errors: Any) -> list[dict[str, Any]]:

@@ -81,7 +81,7 @@ async def _require_communities(
         raise ValidationFailed("not_a_community")
     if not _manages(scope, found):
         # A street or district organizer pools across the communities they cover.
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
     return sorted(found, key=lambda r: r.id)
 
 
@@ -139,7 +139,7 @@ async def _managed_event(
 ) -> tuple[ClaimEvent, list[Region]]:
     event, scope, communities = await _visible_event(session, actor, event_id, lock=True)
     if not _manages(scope, communities):
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
     return event, communities
 
 
@@ -158,7 +158,7 @@ async def create_event(
     now = utcnow()
     scope = await scope_of(session, actor)
     if not scope.is_organizer and not scope.is_admin:
-        raise Forbidden("organizer_required")
+        raise Forbidden(reason="organizer_required")
     communities = await _require_communities(session, scope, community_ids)
     _check_window(starts_at, ends_at, now)
     event = ClaimEvent(
@@ -582,7 +582,7 @@ async def _run_allocation(session: AsyncSession, event: ClaimEvent) -> None:
                 )
             outcomes[index] = {"claim_id": str(claim.id), "skipped": None}
         except (Conflict, Forbidden, NotFound) as refusal:
-            outcomes[index] = {"claim_id": None, "skipped": refusal.code}
+            outcomes[index] = {"claim_id": None, "skipped": refusal.message}
         except IntegrityError:
             outcomes[index] = {"claim_id": None, "skipped": "already_claimed"}
     recorded = result.to_json()

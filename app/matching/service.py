@@ -57,7 +57,7 @@ async def wish_candidates(
     if wish is None:
         raise NotFound(resource="wish")
     if not (await scope_of(session, actor)).covers(wish):
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
     region = await regions_repository.get(session, wish.region_id)
     assert region is not None
     now = utcnow()
@@ -94,7 +94,7 @@ async def recommendations(
     """Open wishes in the member's area, best first."""
     member = await members_repository.get(session, actor.user_id)
     if member is None:
-        raise NotFound("not_a_member", resource="member")
+        raise NotFound(resource="member")
     if member.status != MemberStatus.active.value:
         raise Forbidden("member_not_active", extra={"member_status": member.status})
     now = utcnow()
@@ -270,7 +270,7 @@ async def apply_run(
                 )
         except DomainError as refusal:
             assignment.status = "skipped"
-            assignment.skip_reason = refusal.code
+            assignment.skip_reason = refusal.message
         else:
             assignment.status = "applied"
             assignment.claim_id = claim.id

@@ -55,7 +55,7 @@ async def apply(
 async def _load(session: AsyncSession, user_id: int) -> tuple[Member, str]:
     found = await repository.get_with_name(session, user_id)
     if found is None:
-        raise NotFound("not_a_member", resource="member")
+        raise NotFound(resource="member")
     return found
 
 
@@ -63,7 +63,7 @@ async def _require_scope_over_member(session: AsyncSession, actor: Actor, member
     community = await regions_repository.get(session, member.community_id)
     scope = await scope_of(session, actor)
     if community is None or not scope.covers(community):
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
 
 
 async def get_member(session: AsyncSession, actor: Actor, *, user_id: int) -> tuple[Member, str]:
@@ -154,7 +154,7 @@ async def set_capacity(
         # Lock the row, so the profile compared is the one changed.
         locked = await repository.lock(session, user_id)
         if locked is None:
-            raise NotFound("not_a_member", resource="member")
+            raise NotFound(resource="member")
         check_if_match(if_match, member_etag(locked))
     await repository.set_capacity(session, user_id, capacity=capacity, now=utcnow())
     return await _load(session, user_id)
@@ -178,7 +178,7 @@ async def list_members(
         if region is None:
             raise NotFound(resource="region")
         if not scope.covers(region):
-            raise Forbidden("out_of_scope")
+            raise Forbidden(reason="out_of_scope")
         region_filter = (region.kind, region.id)
     return await repository.list_in_regions(
         session,

@@ -70,7 +70,7 @@ async def scope_of(session: AsyncSession, actor: Actor) -> Scope:
 async def require_admin(session: AsyncSession, actor: Actor) -> Scope:
     scope = await scope_of(session, actor)
     if not scope.is_admin:
-        raise Forbidden("admin_required")
+        raise Forbidden(reason="admin_required")
     return scope
 
 
@@ -81,5 +81,5 @@ async def require_region_scope(session: AsyncSession, actor: Actor, region_id: i
         raise NotFound(resource="region")
     scope = await scope_of(session, actor)
     if not scope.covers(region):
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
     return region

@@ -163,7 +163,7 @@ async def create_wish(
     beneficiary_name = creator.display_name
     if on_behalf_of is not None:
         if not publishes_as_organizer:
-            raise Forbidden("out_of_scope")
+            raise Forbidden(reason="out_of_scope")
         if on_behalf_of.user_id is not None:
             resident = await session.get(User, on_behalf_of.user_id)
             if resident is None:
@@ -361,7 +361,7 @@ async def _require_organizer_of(session: AsyncSession, actor: Actor, wish_id: in
     if not scope.covers(wish):
         if await relation_to(session, scope, wish) == Relation.none:
             raise NotFound(resource="wish")
-        raise Forbidden("out_of_scope")
+        raise Forbidden(reason="out_of_scope")
     return wish
 
 

@@ -63,7 +63,8 @@ async def test_create_refusals(world: World) -> None:
         world, community_ids=[world.regions["C1"], world.regions["C3"]]
     )
     assert out_of_scope.status_code == 403
-    assert out_of_scope.json()["code"] == "out_of_scope"
+    assert out_of_scope.json()["code"] == "forbidden"
+    assert out_of_scope.json()["reason"] == "out_of_scope"
     resident = await api.client.post(
         "/v1/claim-events",
         json={"title": "x", "community_ids": [world.regions["C1"]]},

@@ -60,7 +60,8 @@ async def test_review_is_scoped(world: World) -> None:
     headers, user_id = await world.member("C3", approve=False)  # street S2: outside S1
     out_of_scope = await api.client.post(f"/v1/members/{user_id}/approve", headers=world.organizer)
     assert out_of_scope.status_code == 403
-    assert out_of_scope.json()["code"] == "out_of_scope"
+    assert out_of_scope.json()["code"] == "forbidden"
+    assert out_of_scope.json()["reason"] == "out_of_scope"
     by_resident = await api.client.post(f"/v1/members/{user_id}/approve", headers=world.resident)
     assert by_resident.status_code == 403
     by_self = await api.client.post(f"/v1/members/{user_id}/approve", headers=headers)
@@ -215,5 +216,8 @@ async def test_roster_needs_a_member_profile(api: Api) -> None:
     headers = await api.user_headers(next_phone())
     response = await api.client.put("/v1/members/me/resources", json=[], headers=headers)
     assert response.status_code == 404
-    assert response.json()["code"] == "not_a_member"
+    assert response.json()["code"] == "not_found"
     assert (await api.client.get("/v1/members/me", headers=headers)).status_code == 404
+    unknown = await api.client.get("/v1/members/999999", headers=headers)
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "not_found"

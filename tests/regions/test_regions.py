@@ -89,7 +89,9 @@ async def test_non_admin_cannot_write_regions(api: Api) -> None:
         "/v1/regions", json={"kind": "district", "name": "瑶海区"}, headers=resident
     )
     assert response.status_code == 403
-    assert response.json()["code"] == "admin_required"
+    assert response.json()["code"] == "forbidden"
+    assert response.json()["reason"] == "admin_required"
+    assert response.json()["detail"] == "只有管理员可以执行此操作。"
     anonymous = await api.client.post("/v1/regions", json={"kind": "district", "name": "瑶海区"})
     assert anonymous.status_code == 401
     assert await api.sql("SELECT count(*) FROM regions") == [(0,)]

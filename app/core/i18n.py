@@ -405,11 +405,8 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
         ),
     },
     "field_not_nullable": {
-        "zh-CN": ("字段不能为空", "标题、描述、分类和名额不能设为 null。"),
-        "en": (
-            "Field cannot be null",
-            "title, description, category and slots_total cannot be null.",
-        ),
+        "zh-CN": ("字段不能为空", "{fields} 不能设为 null（不改的字段不发送即可）。"),
+        "en": ("Field cannot be null", "{fields} cannot be null (leave out what stays)."),
     },
     "slots_below_claimed": {
         "zh-CN": ("名额少于已认领", "已有 {slots_claimed} 个名额被认领，名额不能少于此数。"),

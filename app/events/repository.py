@@ -222,13 +222,17 @@ async def pool(
     session: AsyncSession, event_id: int, community_ids: Sequence[int], now: datetime
 ) -> int:
     """Pool the event's wishes: the chosen ones still open with free slots, or, when none
-    were chosen, every such wish of its communities. Returns how many were pooled."""
+    are chosen (or every chosen one was taken out again), every such wish of its
+    communities except those taken out. Returns how many were pooled."""
     chosen = {e.wish_id for e in await pool_entries(session, event_id, [PoolState.selected.value])}
     query = select(Wish.id, Wish.community_id, Wish.slots_total - Wish.slots_claimed).where(
         *_poolable(now), Wish.community_id.in_(list(community_ids))
     )
     if chosen:
         query = query.where(Wish.id.in_(sorted(chosen)))
+    else:
+        removed = select(ClaimEventWish.wish_id).where(ClaimEventWish.event_id == event_id)
+        query = query.where(Wish.id.not_in(removed))
     rows = await _lock_in_id_order(session, query)
     ids = [row[0] for row in rows]
     if ids:

@@ -194,7 +194,8 @@ async def update_event(
     actor: CurrentActor,
 ) -> EventRead:
     if_match = required_if_match(request)
-    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    # The fields sent, as parsed (model_dump would turn ids back into strings).
+    changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     view = await service.update_event(
         session, actor, event_id=event_id, changes=changes, if_match=if_match
     )

@@ -210,10 +210,19 @@ async def update_event(
     """Change a draft or scheduled event; setting ``starts_at`` schedules a draft, clearing
     it makes a scheduled event a draft again. ``if_match``: the ETag read."""
     now = utcnow()
-    check_if_match(if_match, event_etag(await get_event(session, actor, event_id=event_id)))
+    # The row is locked before the tag is compared, so of two edits made from one version
+    # the second waits, then finds the version moved on (412).
     event, communities = await _managed_event(session, actor, event_id)
+    check_if_match(if_match, event_etag(await get_event(session, actor, event_id=event_id)))
     if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
         raise InvalidState(resource="claim_event", current_state=event.status, action="update")
+    nulls = [
+        name
+        for name in ("title", "community_ids", "per_member_quota")
+        if name in changes and changes[name] is None
+    ]
+    if nulls:
+        raise ValidationFailed("field_not_nullable", fields=", ".join(nulls))
     if "community_ids" in changes:
         scope = await scope_of(session, actor)
         ids = changes.pop("community_ids")
@@ -418,8 +427,12 @@ async def advance_due(session: AsyncSession) -> int:
     now = utcnow()
     due = await repository.due_events(session, now)
     for event_id, _ in due:
-        async with session.begin_nested():
-            await advance(session, event_id, now)
+        # One event that cannot be advanced (a bug) must not stop the clock for the others.
+        try:
+            async with session.begin_nested():
+                await advance(session, event_id, now)
+        except Exception:
+            logger.exception("claim event %s could not be opened or closed", event_id)
     return len(due)
 
 

@@ -250,10 +250,13 @@ async def update_wish(
     deadline = values.get("deadline")
     if deadline is not None and not now < deadline <= now + MAX_DEADLINE_AHEAD:
         raise ValidationFailed("deadline_out_of_range")
-    if any(values.get(name, "") is None for name in ("title", "description", "category")):
-        raise ValidationFailed("field_not_nullable")
-    if values.get("slots_total") is None and "slots_total" in values:
-        raise ValidationFailed("field_not_nullable")
+    nulls = [
+        name
+        for name in ("title", "description", "category", "slots_total")
+        if name in values and values[name] is None
+    ]
+    if nulls:
+        raise ValidationFailed("field_not_nullable", fields=", ".join(nulls))
     contact = changes.get("contact")
     if contact is not None:
         values.update(
@@ -263,6 +266,8 @@ async def update_wish(
                 if name in contact
             }
         )
+    if not values:  # nothing to change: no new version (the app's sync sees nothing new)
+        return view
     slots_total = values.get("slots_total")
     updated = await session.scalar(
         update(Wish)
@@ -275,17 +280,31 @@ async def update_wish(
         )
         .values(
             **values,
-            # A wish full after lowering its slots is fully claimed.
+            # A wish full after lowering its slots is fully claimed, or fulfilled when every
+            # slot left is fulfilled already.
             **(
                 {
                     "status": case(
+                        (
+                            (Wish.status == WishStatus.open.value)
+                            & (Wish.slots_fulfilled == slots_total),
+                            WishStatus.fulfilled.value,
+                        ),
                         (
                             (Wish.status == WishStatus.open.value)
                             & (Wish.slots_claimed == slots_total),
                             WishStatus.claimed.value,
                         ),
                         else_=Wish.status,
-                    )
+                    ),
+                    "fulfilled_at": case(
+                        (
+                            (Wish.status == WishStatus.open.value)
+                            & (Wish.slots_fulfilled == slots_total),
+                            now,
+                        ),
+                        else_=Wish.fulfilled_at,
+                    ),
                 }
                 if slots_total is not None
                 else {}

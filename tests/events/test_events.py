@@ -296,6 +296,55 @@ async def test_chosen_wishes_and_updates(world: World) -> None:
     assert (await world.claim(other["id"], (await world.member("C1"))[0])).status_code == 201
 
 
+async def test_taking_out_every_chosen_wish_pools_the_rest(world: World) -> None:
+    """With no chosen wish left the event pools its communities' open wishes, except the
+    ones taken out; opening it never fails (and never stops the clock for other events)."""
+    api = world.api
+    taken_out = await world.wish("C1")
+    stays = await world.wish("C2")
+    event_id = (await create_event(world, wish_ids=[taken_out["id"]])).json()["id"]
+    removed = await api.client.delete(
+        f"/v1/claim-events/{event_id}/wishes/{taken_out['id']}", headers=world.organizer
+    )
+    assert removed.status_code == 200
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.status_code == 200, opened.text
+    pool = (
+        await api.client.get(f"/v1/claim-events/{event_id}/wishes", headers=world.organizer)
+    ).json()
+    states = {w["wish_id"]: w["state"] for w in pool["items"]}
+    assert states == {taken_out["id"]: "removed", stays["id"]: "pooled"}
+
+
+async def test_event_edits(world: World) -> None:
+    api = world.api
+    event_id = (await create_event(world)).json()["id"]
+    url = f"/v1/claim-events/{event_id}"
+    tag = (await api.client.get(url, headers=world.organizer)).headers["etag"]
+    for body in ({"title": None}, {"per_member_quota": None}, {"community_ids": None}):
+        null = await api.client.patch(url, json=body, headers={**world.organizer, "If-Match": tag})
+        assert null.status_code == 422, null.text
+        assert null.json()["code"] == "field_not_nullable"
+    moved = await api.client.patch(
+        url,
+        json={"community_ids": [world.regions["C2"]]},
+        headers={**world.organizer, "If-Match": tag},
+    )
+    assert moved.status_code == 200, moved.text
+    assert [c["id"] for c in moved.json()["communities"]] == [world.regions["C2"]]
+    # Two edits from one version at once: one wins, the other is told the event moved on.
+    tag = moved.headers["etag"]
+    edits = await asyncio.gather(
+        *(
+            api.client.patch(
+                url, json={"title": f"活动{n}"}, headers={**world.organizer, "If-Match": tag}
+            )
+            for n in range(6)
+        )
+    )
+    assert sorted(e.status_code for e in edits) == [200] + [412] * 5
+
+
 async def test_clock_opens_and_closes_on_time(world: World) -> None:
     api = world.api
     wish = await world.wish("C1")

@@ -116,3 +116,45 @@ async def test_edits_stop_once_claimed_and_slots_stay_above_claimed(world: World
     )
     assert closed.status_code == 409
     assert closed.json()["current_state"] == "claimed"
+
+
+async def test_lowering_slots_to_what_is_fulfilled_fulfils_the_wish(world: World) -> None:
+    """Two of three helpers came and did it; the resident drops the third slot: the wish is
+    fulfilled and can be confirmed (not left claimed with nothing left to do)."""
+    api = world.api
+    wish = await world.wish(slots=3)
+    url = f"/v1/wishes/{wish['id']}"
+    for _ in range(2):
+        member, _ = await world.member()
+        claim = (await world.claim(wish["id"], member)).json()
+        fulfilled = await api.client.post(
+            f"/v1/claims/{claim['id']}/fulfil", json={"note": "已完成"}, headers=member
+        )
+        assert fulfilled.status_code == 200, fulfilled.text
+    tag = (await api.client.get(url, headers=world.resident)).headers["etag"]
+    lowered = await api.client.patch(
+        url, json={"slots_total": 2}, headers={**world.resident, "If-Match": tag}
+    )
+    assert lowered.status_code == 200, lowered.text
+    assert lowered.json()["status"] == "fulfilled"
+    confirmed = await api.client.post(
+        f"/v1/wishes/{wish['id']}/confirm", json={"rating": 5}, headers=world.resident
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["status"] == "confirmed"
+
+
+async def test_an_empty_or_null_edit(world: World) -> None:
+    api = world.api
+    wish = await world.wish()
+    url = f"/v1/wishes/{wish['id']}"
+    tag = (await api.client.get(url, headers=world.resident)).headers["etag"]
+    nothing = await api.client.patch(url, json={}, headers={**world.resident, "If-Match": tag})
+    assert nothing.status_code == 200
+    assert nothing.headers["etag"] == tag  # no new version for the app to sync
+    null = await api.client.patch(
+        url, json={"title": None, "slots_total": None}, headers={**world.resident, "If-Match": tag}
+    )
+    assert null.status_code == 422
+    assert null.json()["code"] == "field_not_nullable"
+    assert "title, slots_total" in null.json()["detail"]

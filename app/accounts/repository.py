@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, literal, select, update
+from sqlalchemy import case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,14 @@ from app.core.db import UTCDateTime
 
 async def get_by_phone(session: AsyncSession, phone: str) -> User | None:
     return await session.scalar(select(User).where(User.phone == phone))
+
+
+async def latest_refresh_token_id(session: AsyncSession, user_id: int) -> int:
+    """The id of the user's newest refresh token (0 if none): it moves at every login."""
+    newest = await session.scalar(
+        select(func.max(RefreshToken.id)).where(RefreshToken.user_id == user_id)
+    )
+    return int(newest or 0)
 
 
 async def phone_exists(session: AsyncSession, phone: str) -> bool:

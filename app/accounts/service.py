@@ -82,13 +82,16 @@ async def login(
     # too). Counted before the password is checked, so a burst of guesses at once gets no
     # more tries than guesses one by one; a good login starts the count again, so someone
     # logging in often on several devices is never refused.
-    phone_key = otp.phone_key(phone, settings.secret_key)
-    await limits.hit(limits.login_phone, "login_phone", phone_key)
     user = await repository.get_by_phone(session, phone)
+    # The count is kept per login "generation" (the newest refresh token, which every login
+    # makes), so it starts again after a good login.
+    since_login = str(await repository.latest_refresh_token_id(session, user.id) if user else 0)
+    await limits.hit(
+        limits.login_phone, "login_phone", otp.phone_key(phone, settings.secret_key), since_login
+    )
     # verify_password hashes even for an unknown phone, so timing does not tell which it was.
     if not await verify_password(password, user.password_hash if user else None) or user is None:
         raise Unauthorized("invalid_credentials")
-    await limits.clear(limits.login_phone, "login_phone", phone_key)
     return await issue_tokens_for(session, user_id=user.id, settings=settings)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -203,7 +204,8 @@ _TAKE_QUOTA_SQLITE = _take_quota(
 class WishSeen:
     """The wish as the claim statement's snapshot saw it (PostgreSQL), and whether the
     event took claims then: enough to explain the common refusal, a full wish, without
-    reading again. ``status`` None: no such wish."""
+    reading again; and whether the claimer holds it already. ``status`` None: no such
+    wish."""
 
     status: str | None
     slots_claimed: int
@@ -211,13 +213,16 @@ class WishSeen:
     resident_id: int | None
     event_id: int | None
     event_takes_claims: bool
+    held: bool = False  # the claimer holds a live claim on it already
 
     def full_for(self, claimer_id: int, slots: int, event_id: int | None) -> bool:
         """Whether "wish_full" is the answer the full explanation would give: a published
-        wish, not the claimer's own, claimable this way (directly: in no event; in an event:
-        pooled in it while it takes claims), too full for ``slots``."""
+        wish, not the claimer's own nor held by them already, claimable this way (directly:
+        in no event; in an event: pooled in it while it takes claims), too full for
+        ``slots``."""
         return (
             self.status in (WishStatus.open.value, WishStatus.claimed.value)
+            and not self.held
             and self.resident_id != claimer_id
             and self.event_id == event_id
             and self.event_takes_claims
@@ -389,8 +394,18 @@ def _claim_in_one_statement(
         if quota is not None
         else literal(1)
     )
-    # The wish as this statement's snapshot saw it, to explain a refusal (``WishSeen``).
+    # The wish as this statement's snapshot saw it, to explain a refusal (``WishSeen``),
+    # and whether the claimer holds it already (a probe of the live-claim unique index).
     seen = _wishes.alias("seen")
+    held = _claims.alias("held")
+    held_already = exists(
+        select(held.c.id).where(
+            held.c.wish_id == bindparam("wish_id"),
+            held.c.member_id == bindparam("member_id"),
+            # Inline constants: the partial unique index's own predicate, so the probe uses it.
+            held.c.status.in_([literal_column("'active'"), literal_column("'fulfilled'")]),
+        )
+    )
     return select(
         select(func.count()).select_from(wish_checked).scalar_subquery().label("wish_taken"),
         select(func.count()).select_from(member_checked).scalar_subquery().label("capacity_taken"),
@@ -404,6 +419,7 @@ def _claim_in_one_statement(
         (_takes_rush_claims() if kind is EventClaim.rush else literal(True)).label(
             "seen_event_takes_claims"
         ),
+        held_already.label("seen_held"),
         *claim.c,
     ).select_from(
         anchor_row.outerjoin(claim, true()).outerjoin(seen, seen.c.id == bindparam("wish_id"))
@@ -546,6 +562,7 @@ async def attempt_claim(
                 resident_id=row.seen_resident_id,
                 event_id=row.seen_event_id,
                 event_takes_claims=bool(row.seen_event_takes_claims),
+                held=bool(row.seen_held),
             ),
         )
 

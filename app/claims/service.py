@@ -74,8 +74,12 @@ async def claim_wish(
         raise Conflict("already_claimed") from exc
     if attempt.claim is not None:  # the wish's owner was told by the same statement(s)
         return attempt.claim
+    seen = attempt.seen
+    # Holding a live wish already is the answer whatever else stands in the way (it is
+    # full, or the member is at capacity because of it).
+    if seen is not None and seen.held and seen.status in LIVE_STATUSES:
+        raise Conflict("already_claimed")
     if not attempt.wish_taken:
-        seen = attempt.seen
         if seen is not None and seen.full_for(actor.user_id, slots, event_id):
             # The statement saw it full: the usual loser of a rush, answered without reading.
             raise _wish_full(seen.slots_total - seen.slots_claimed)
@@ -85,6 +89,10 @@ async def claim_wish(
             session, actor, wish_id=wish_id, slots=slots, now=now, event_id=event_id
         )
     if not attempt.capacity_taken:
+        if seen is None and await repository.live_claim_exists(
+            session, wish_id=wish_id, member_id=actor.user_id
+        ):
+            raise Conflict("already_claimed")  # the wish took the slots: it is live
         wish = await wishes_repository.get(session, wish_id)
         assert wish is not None
         area_ids = (
@@ -123,6 +131,10 @@ async def _explain_wish_refusal(
         raise NotFound(resource="wish")
     if wish.resident_id == actor.user_id:
         raise Conflict("own_wish")
+    if wish.status in LIVE_STATUSES and await repository.live_claim_exists(
+        session, wish_id=wish.id, member_id=actor.user_id
+    ):
+        raise Conflict("already_claimed")
     if wish.status in LIVE_STATUSES and wish.event_id != event_id:
         if event_id is None:
             # Pooled in a live claim event: claimable only through it.

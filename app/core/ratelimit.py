@@ -66,13 +66,6 @@ class RateLimits:
         for item in items:
             await self.limiter.hit(item, *key)
 
-    async def clear(self, items: list[RateLimitItem], *key: str) -> None:
-        """Forget what was counted under ``key`` (e.g. the tries before a good login)."""
-        if not self.enabled:
-            return
-        for item in items:
-            await self.limiter.clear(item, *key)
-
     async def _refuse(self, item: RateLimitItem, *key: str) -> None:
         stats = await self.limiter.get_window_stats(item, *key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))

@@ -42,7 +42,7 @@ async def test_one_to_one(world: World) -> None:
     assert late.json()["code"] == "wish_full"
     again = await world.claim(wish["id"], first)
     assert again.status_code == 409
-    assert again.json()["code"] == "wish_full"  # the wish condition is checked first
+    assert again.json()["code"] == "already_claimed"  # theirs already, full or not
     assert await violations(api.settings.database_url) == {}
 
 
@@ -61,7 +61,7 @@ async def test_many_to_one(world: World) -> None:
     state = await wish_of(world, wish["id"])
     assert (state["status"], state["slots_claimed"], state["slots_remaining"]) == ("claimed", 3, 0)
     again = await world.claim(wish["id"], members[0][0])
-    assert again.json()["code"] == "wish_full"
+    assert again.json()["code"] == "already_claimed"
 
 
 async def test_already_claimed_on_a_shared_wish(world: World) -> None:
@@ -72,6 +72,22 @@ async def test_already_claimed_on_a_shared_wish(world: World) -> None:
     assert again.status_code == 409
     assert again.json()["code"] == "already_claimed"
     assert (await wish_of(world, wish["id"]))["slots_claimed"] == 1
+
+
+async def test_already_claimed_whatever_else_stands_in_the_way(world: World) -> None:
+    # At capacity because of this very wish: still "already claimed", not "capacity".
+    wish = await world.wish(slots=3)
+    member, _ = await world.member(capacity=1)
+    assert (await world.claim(wish["id"], member)).status_code == 201
+    again = await world.claim(wish["id"], member)
+    assert again.json()["code"] == "already_claimed"
+    # Fulfilled is a live claim too.
+    claim_id = (await world.api.client.get("/v1/me/claims", headers=member)).json()["items"][0][
+        "id"
+    ]
+    done = await world.api.client.post(f"/v1/claims/{claim_id}/fulfil", json={}, headers=member)
+    assert done.status_code == 200
+    assert (await world.claim(wish["id"], member)).json()["code"] == "already_claimed"
 
 
 async def test_one_to_many_up_to_capacity(world: World) -> None:

@@ -285,15 +285,15 @@ class ClaimMachine(RuleBasedStateMachine):
         self.start()  # the first rule of every example: the others need a claim to exist
         wish = self.wishes[self.wish_id_of(wish_index)]
         claimer = self.members[member]
-        # The order of the service's checks: the wish's conditional UPDATE, then the member's
-        # capacity, then the live-claim unique index.
-        if wish.status != "open" or wish.slots_claimed + slots > wish.slots_total:
+        # The order of the answers: a live wish the member holds already, then the wish's
+        # conditional UPDATE, then the member's capacity.
+        if wish.status in LIVE and self.live_claim(wish.id, member) is not None:
+            expected = Expected(409, "already_claimed")
+        elif wish.status != "open" or wish.slots_claimed + slots > wish.slots_total:
             # Every wish here was published, so a closed one gets a reason, not a 404.
             expected = Expected(409, "wish_full" if wish.status in LIVE else "not_claimable")
         elif claimer.active_claims >= claimer.capacity:
             expected = Expected(409, "capacity_reached")
-        elif self.live_claim(wish.id, member) is not None:
-            expected = Expected(409, "already_claimed")
         else:
             expected = Expected(201)
         answer = self.request(
@@ -588,3 +588,4 @@ def test_wish_seen_explains_only_a_full_wish() -> None:
     assert seen(event_id=5).full_for(1, 2, 5)  # pooled in the event claimed through
     assert not seen(event_id=5, event_takes_claims=False).full_for(1, 2, 5)  # event closed
     assert not seen(event_id=None).full_for(1, 2, 5)  # not_in_event comes first
+    assert not seen(held=True).full_for(1, 2, None)  # already_claimed comes first

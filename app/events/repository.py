@@ -55,6 +55,16 @@ async def get(session: AsyncSession, event_id: int, *, lock: bool = False) -> Cl
     return await session.scalar(query.execution_options(populate_existing=True))
 
 
+async def hold_open(session: AsyncSession, event_id: int) -> None:
+    """FOR SHARE on the event: a closing transaction (FOR NO KEY UPDATE) waits for this one
+    and this one for it, so what is written here while the event is live is either seen by
+    the close or refused after it. Many holders at once do not wait for each other."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(ClaimEvent.id).where(ClaimEvent.id == event_id).with_for_update(read=True)
+        )
+
+
 async def community_ids(session: AsyncSession, event_id: int) -> list[int]:
     rows = await session.scalars(
         select(ClaimEventCommunity.community_id)

@@ -36,6 +36,7 @@ from app.events.models import (
     EventStatus,
     PoolState,
 )
+from app.members import repository as members_repository
 from app.notifications import service as notifications
 from app.notifications.models import NotificationKind
 from app.regions.access import Scope, scope_of
@@ -519,6 +520,10 @@ async def set_preferences(
         raise ValidationFailed("too_many_preferences", limit=MAX_PREFERENCES)
     if len(set(wish_ids)) != len(wish_ids):
         raise ValidationFailed("duplicate_preferences")
+    # Held against a close (which allocates from the preferences it reads), then the member,
+    # so two rankings sent at once by one member replace each other in turn.
+    await repository.hold_open(session, event_id)
+    await members_repository.lock_member(session, actor.user_id)
     event, _, _ = await _visible_event(session, actor, event_id)
     if event.mode != EventMode.allocate.value:
         raise Conflict("wrong_event_mode", extra={"mode": event.mode}, mode=event.mode)

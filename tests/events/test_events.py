@@ -465,6 +465,20 @@ async def test_allocate_mode(world: World) -> None:
     assert await event_violations(api) == {}
 
 
+async def test_rankings_sent_at_once_replace_each_other(world: World) -> None:
+    api = world.api
+    wishes = [await world.wish("C1") for _ in range(3)]
+    event = (await create_event(world, mode="allocate")).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    url = f"/v1/claim-events/{event['id']}/preferences"
+    orders = [[w["id"] for w in wishes[n:] + wishes[:n]] for n in range(3)] * 3
+    sent = await asyncio.gather(*(api.client.put(url, json=o, headers=member) for o in orders))
+    assert [r.status_code for r in sent] == [200] * len(orders), [r.text for r in sent]
+    mine = (await api.client.get(url, headers=member)).json()["wish_ids"]
+    assert mine in orders
+
+
 async def test_allocation_queues_behind_a_claim_instead_of_deadlocking(world: World) -> None:
     """A claim transaction locks its wish, then its member. One holding a pooled wish and
     then wanting a member the allocation claims for must make the close wait, not deadlock."""

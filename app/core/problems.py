@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -153,10 +154,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The driver's own message ("database is locked", "connection refused"), never the
     # statement's parameters, which may hold personal data.
-    original = getattr(exc, "orig", None)
-    logger.error(
-        "database unavailable: %s: %s", type(original or exc).__name__, str(original or "")[:200]
-    )
+    original = getattr(exc, "orig", None) or exc
+    logger.error("database unavailable: %s: %s", type(original).__name__, str(original)[:200])
     return problem_response(
         request, status=503, code="service_unavailable", headers={"Retry-After": "5"}
     )
@@ -173,17 +172,46 @@ _RETRY_LATER_CLASSES = ("08", "53", "57P")
 _RETRY_LATER = {"40001", "40P01"}
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The error, what the driver raised under it (``orig``) and what caused it, in turn."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return seen
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for cause in _causes(exc):
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+def _retry_later(exc: BaseException) -> bool:
+    """The database (or the network to it) cannot serve now: a refused or lost connection,
+    a timeout, no free connection, or a state that asks for a retry. Also when the driver's
+    error reaches us unwrapped (a connection taken straight from the pool)."""
+    state = _sqlstate(exc)
+    if state is not None:
+        return state in _RETRY_LATER or state.startswith(_RETRY_LATER_CLASSES)
+    return any(isinstance(cause, OSError | PoolTimeout) for cause in _causes(exc))
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    original = getattr(exc, "orig", None)
-    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    if state in _UNSTORABLE_TEXT:
+    if _sqlstate(exc) in _UNSTORABLE_TEXT:
         return problem_response(request, status=422, code="unstorable_text")
-    if isinstance(state, str) and (state in _RETRY_LATER or state.startswith(_RETRY_LATER_CLASSES)):
-        return await _database_unavailable(request, exc)
     return await _unexpected_error(request, exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    if _retry_later(exc):
+        return await _database_unavailable(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, status=500, code="internal_error")
 

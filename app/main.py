@@ -19,12 +19,12 @@ from app.accounts.router import router as accounts_router
 from app.accounts.service import purge_expired_otp_codes
 from app.categories.router import router as categories_router
 from app.claims import deadlines as claim_deadlines
+from app.claims import service as claims_service
 from app.claims.router import router as claims_router
-from app.claims.service import release_overdue as release_overdue_claims
 from app.claims.service import remind_before_deadlines as remind_claim_deadlines
 from app.core.clock import Job, run_clock, run_periodic
 from app.core.config import Settings, get_settings
-from app.core.db import create_database
+from app.core.db import Database, create_database
 from app.core.idempotency import IdempotencyMiddleware, purge_expired
 from app.core.problem_docs import router as problem_docs_router
 from app.core.problems import document_problems, install_problem_handlers
@@ -45,8 +45,8 @@ from app.notifications.router import router as notifications_router
 from app.photos.router import router as photos_router
 from app.regions.router import router as regions_router
 from app.sync.router import router as sync_router
+from app.wishes import service as wishes_service
 from app.wishes.router import router as wishes_router
-from app.wishes.service import expire_overdue as expire_overdue_wishes
 
 API_DESCRIPTION = """\
 Backend of the district micro-wish (微心愿) app.
@@ -58,14 +58,17 @@ JSON under `/v1`, bearer tokens, RFC 3339 UTC times, string ids. Errors are RFC 
 """
 
 
-# Periodic jobs of the in-app clock (see app.core.clock). Overdue claims are released
-# before overdue wishes expire, so a wish whose last claim ran out with it expires that tick.
-CLOCK_JOBS: list[Job] = [
-    release_overdue_claims,
-    remind_claim_deadlines,
-    expire_overdue_wishes,
-    purge_expired_otp_codes,
-]
+# Periodic jobs of the in-app clock (see app.core.clock).
+CLOCK_JOBS: list[Job] = [remind_claim_deadlines, purge_expired_otp_codes]
+
+
+async def pass_deadlines(database: Database) -> None:
+    """The deadline clock's tick, every second: claims past their deadline are released,
+    then wishes past theirs expire (or end fulfilled as far as they got), so a wish whose
+    last claim ran out is settled in the same tick. A cheap indexed read each; a write only
+    when something is due."""
+    await claims_service.release_due(database)
+    await wishes_service.expire_due(database)
 
 
 _IDEMPOTENCY_KEY = {
@@ -166,13 +169,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(
                 run_clock(database, jobs, settings.clock_interval_seconds), name="clock"
             ),
-            # Events open and close on the second: a cheap read each tick, a write only
-            # when one is due (and a restarted server catches up on its first tick).
+            # Events open and close on the second, and deadlines pass on the second: a
+            # cheap read each tick, a write only when one is due (and a restarted server
+            # catches up on its first tick).
             asyncio.create_task(
                 run_periodic(
                     events_service.catch_up_all, database, settings.event_clock_interval_seconds
                 ),
                 name="event-clock",
+            ),
+            asyncio.create_task(
+                run_periodic(pass_deadlines, database, settings.deadline_clock_interval_seconds),
+                name="deadline-clock",
             ),
             # Members are reminded before a claim event opens (once per event and start).
             asyncio.create_task(

@@ -1,5 +1,9 @@
-"""Claim deadlines: how long a member has to fulfil a claim, by the wish's category, never
-past the wish's own deadline. Plain values, no I/O.
+"""Claim deadlines: how long a member has to fulfil a claim, by the wish's category. Plain
+values, no I/O.
+
+A wish's own deadline is the last moment to *claim* it (an unclaimed wish expires then); a
+claim made before it keeps its own period, so a claimed wish is never taken from its
+helpers by the wish's deadline.
 
 The claim statement picks a new claim's deadline itself, from the wish row it takes slots
 of (``ClaimPeriods``: one period end per category that differs from the default, as bind
@@ -22,17 +26,10 @@ from app.core.db import Database
 POLICY_KEY = "microwish_claim_deadlines"
 
 
-def capped(period_end: datetime, wish_deadline: datetime | None) -> datetime:
-    """A claim's deadline is never later than the wish's own."""
-    if wish_deadline is not None and wish_deadline < period_end:
-        return wish_deadline
-    return period_end
-
-
 @dataclass(frozen=True)
 class ClaimPeriods:
     """The deadlines a claim made now gets: ``default_end``, or the end for its wish's
-    category in ``category_ends`` (sorted by category), capped at the wish's deadline."""
+    category in ``category_ends`` (sorted by category)."""
 
     default_end: datetime
     category_ends: tuple[tuple[str, datetime], ...] = ()
@@ -49,9 +46,9 @@ class ClaimPeriods:
             values[f"deadline_{index}"] = end
         return values
 
-    def deadline_for(self, category: str, wish_deadline: datetime | None) -> datetime:
+    def deadline_for(self, category: str) -> datetime:
         """What the statement's CASE computes, for the statements that are not one (SQLite)."""
-        return capped(dict(self.category_ends).get(category, self.default_end), wish_deadline)
+        return dict(self.category_ends).get(category, self.default_end)
 
 
 @dataclass(frozen=True)
@@ -99,11 +96,9 @@ class DeadlinePolicy:
             ),
         )
 
-    def extended(
-        self, deadline: datetime, *, category: str, wish_deadline: datetime | None
-    ) -> datetime:
-        """The one extension: the category's period again, still capped at the wish's."""
-        return capped(deadline + timedelta(days=self.days_for(category)), wish_deadline)
+    def extended(self, deadline: datetime, *, category: str) -> datetime:
+        """The one extension: the category's period again."""
+        return deadline + timedelta(days=self.days_for(category))
 
 
 def install(database: Database, settings: Settings) -> None:

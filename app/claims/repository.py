@@ -248,11 +248,11 @@ class ClaimAttempt:
     seen: WishSeen | None = None
 
 
-def claim_deadline(category: Any, wish_deadline: Any, categories: tuple[str, ...]) -> Any:
+def claim_deadline(category: Any, categories: tuple[str, ...]) -> Any:
     """The new claim's deadline, from the wish row being claimed: the end of its category's
     period (bind parameters ``deadline_0``… for ``categories``, else ``deadline_default``:
-    ``ClaimPeriods.params()``, computed in Python, so no database date arithmetic), never
-    later than the wish's own deadline. ``ClaimPeriods.deadline_for`` is the same rule."""
+    ``ClaimPeriods.params()``, computed in Python, so no database date arithmetic).
+    ``ClaimPeriods.deadline_for`` is the same rule."""
     period_end: Any = bindparam("deadline_default", type_=UTCDateTime())
     if categories:
         period_end = case(
@@ -262,10 +262,7 @@ def claim_deadline(category: Any, wish_deadline: Any, categories: tuple[str, ...
             ),
             else_=period_end,
         )
-    return case(
-        (wish_deadline.is_not(None) & (wish_deadline < period_end), wish_deadline),
-        else_=period_end,
-    )
+    return period_end
 
 
 def _claim_in_one_statement(
@@ -364,7 +361,7 @@ def _claim_in_one_statement(
                 bindparam("now", type_=UTCDateTime()),
                 bindparam("now", type_=UTCDateTime()),
                 literal(1),
-                claim_deadline(wish.c.category, wish.c.deadline, deadline_categories),
+                claim_deadline(wish.c.category, deadline_categories),
             ).select_from(takers),
         )
         .returning(*_claims.c)
@@ -600,7 +597,7 @@ async def attempt_claim(
             "created_at": now,
             "updated_at": now,
             "version": 1,
-            "deadline": periods.deadline_for(levels.category, levels.deadline),
+            "deadline": periods.deadline_for(levels.category),
         },
     )
     await notifications_repository.add_for_wish_owner(

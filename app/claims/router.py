@@ -164,9 +164,8 @@ async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentAc
     "/v1/claims/{claim_id}/extend",
     summary="Extend my active claim's deadline, once",
     description=(
-        "Adds the wish category's claim period again, never past the wish's own deadline. "
-        "409 `already_extended`, `wish_deadline_reached`, `invalid_state` (not active, or "
-        "already past its deadline)."
+        "Adds the wish category's claim period again. 409 `already_extended`, "
+        "`invalid_state` (not active, or already past its deadline)."
     ),
     responses=problem_responses(401, 404, 409, 422),
 )

@@ -15,7 +15,7 @@ from app.claims import deadlines, repository
 from app.claims.models import Claim, ClaimSource, ClaimStatus
 from app.claims.repository import EventClaim
 from app.core.actor import Actor
-from app.core.db import utcnow
+from app.core.db import Database, utcnow
 from app.core.errors import Conflict, Forbidden, InvalidState, NotFound
 from app.events.models import ClaimEvent
 from app.members import repository as members_repository
@@ -147,7 +147,10 @@ async def _explain_wish_refusal(
     ):
         raise _wish_full(wish.slots_total - wish.slots_claimed)
     if wish.status == WishStatus.open.value and wish.deadline is not None and wish.deadline <= now:
-        raise Conflict("not_claimable", extra={"current_state": "expired"}, current_state="expired")
+        # Past its deadline (the last moment to claim it); the clock settles it within a
+        # second: expired if nothing was claimed.
+        state = "expired" if wish.slots_claimed == 0 else wish.status
+        raise Conflict("not_claimable", reason="deadline_passed", extra={"current_state": state})
     raise Conflict("not_claimable", extra={"current_state": wish.status}, current_state=wish.status)
 
 
@@ -351,8 +354,7 @@ async def claims_of_wish(
 
 async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim:
     """The claimer's one extension of an active claim's deadline: the category's period
-    again, still never past the wish's deadline (409 ``wish_deadline_reached`` when that
-    leaves nothing to add)."""
+    again."""
     claim = await _own_claim(session, actor, claim_id)
     # Lock order wish → claim; the claim is read again under the wish's lock.
     wish = await repository.lock_wish(session, claim.wish_id)
@@ -370,10 +372,8 @@ async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim
         # Past it, the release job is about to end it; too late to extend.
         raise InvalidState(resource="claim", current_state="overdue", action="extend")
     new_deadline = deadlines.policy_of(session.info).extended(
-        current.deadline, category=wish.category, wish_deadline=wish.deadline
+        current.deadline, category=wish.category
     )
-    if new_deadline <= current.deadline:
-        raise Conflict("wish_deadline_reached", extra={"wish_deadline": _rfc3339(wish.deadline)})
     extended = await repository.extend_claim(
         session,
         claim_id=claim_id,
@@ -389,6 +389,17 @@ async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim
 
 def _rfc3339(moment: datetime | None) -> str | None:
     return notifications.rfc3339(moment) if moment is not None else None
+
+
+async def release_due(database: Database) -> int:
+    """The deadline clock's tick: a cheap indexed read; a write transaction only when a
+    claim is due."""
+    now = utcnow()
+    async with database.transaction(write=False) as session:
+        if not await repository.overdue_claims(session, now=now, limit=1):
+            return 0
+    async with database.transaction(write=True) as session:
+        return await release_overdue(session, now=now)
 
 
 async def release_overdue(

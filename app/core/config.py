@@ -75,10 +75,13 @@ class Settings(BaseSettings):
     match_weight_urgency: float = Field(default=0.10, ge=0, le=1)
     match_weight_fairness: float = Field(default=0.10, ge=0, le=1)
     match_candidates_per_wish: int = Field(default=20, ge=1, le=200)
-    # How often the in-app clock expires overdue wishes (and, later, events and claims).
+    # How often the in-app clock runs its other jobs (claim reminders, purges).
     clock_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
-    # How often claim events are checked for their opening and closing time (a cheap read).
+    # How often claim events are checked for their opening and closing time (a cheap read;
+    # a write only when one is due).
     event_clock_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How often claims and wishes are checked for their deadlines (the same).
+    deadline_clock_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     # How long Idempotency-Key responses are kept (the draft asks for at least 24 hours).
     idempotency_ttl_hours: int = Field(default=48, ge=24, le=24 * 30)
     # Delta sync (app/sync): a token older than this is 410 sync_token_expired (full resync).
@@ -146,7 +149,7 @@ class Settings(BaseSettings):
 
     # Claim deadlines (see app/claims/deadlines.py and README "Claim deadlines"): days a
     # member has to fulfil a claim, per category where it differs (a JSON object, e.g.
-    # '{"repair": 7, "companionship": 30}'), never past the wish's own deadline; how many
+    # '{"repair": 7, "companionship": 30}'); how many
     # hours before it the member is reminded. Past it, the claim is released.
     claim_deadline_days: int = Field(default=14, ge=1, le=365)
     claim_deadline_days_by_category: dict[str, int] = Field(default_factory=dict)

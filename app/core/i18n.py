@@ -286,6 +286,10 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
         "zh-CN": ("不可认领", "该心愿当前状态为 {current_state}，不可认领。"),
         "en": ("Not claimable", "The wish is {current_state}; it cannot be claimed."),
     },
+    "deadline_passed": {
+        "zh-CN": ("不可认领", "该心愿已过认领截止时间，不能再认领。"),
+        "en": ("Not claimable", "The wish's deadline has passed; it can no longer be claimed."),
+    },
     "own_wish": {
         "zh-CN": ("不能认领自己的心愿", "这是您自己发布的心愿。"),
         "en": ("Your own wish", "You cannot claim a wish made for you."),
@@ -297,13 +301,6 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
     "no_deadline": {
         "zh-CN": ("认领没有期限", "这份认领没有截止时间，无需延期。"),
         "en": ("No deadline", "This claim has no deadline to extend."),
-    },
-    "wish_deadline_reached": {
-        "zh-CN": ("不能晚于心愿截止时间", "认领的截止时间已是心愿本身的截止时间，不能再延期。"),
-        "en": (
-            "Wish deadline reached",
-            "The claim is already due when the wish itself is; it cannot be extended.",
-        ),
     },
     "wishes_not_matchable": {
         "zh-CN": ("心愿不可匹配", "这些心愿不在该区域内、未开放或已满：{wish_ids}。"),

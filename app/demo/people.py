@@ -128,14 +128,11 @@ async def _insert_with_ids(
     return ids
 
 
-def _demo_claim_deadline(
-    now: datetime, wish_id: int, member_id: int, wish_deadline: datetime | None
-) -> datetime:
+def _demo_claim_deadline(now: datetime, wish_id: int, member_id: int) -> datetime:
     """Active demo claims fall due from 12 hours to two weeks out (some inside the reminder
-    window), never past their wish's deadline; derived from the ids, not the random stream,
-    so the rest of the demo stays as it was."""
-    due = now + timedelta(hours=12 + 24 * ((wish_id + member_id) % 14))
-    return min(due, wish_deadline) if wish_deadline is not None else due
+    window); derived from the ids, not the random stream, so the rest of the demo stays as
+    it was."""
+    return now + timedelta(hours=12 + 24 * ((wish_id + member_id) % 14))
 
 
 async def _insert_users(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
@@ -386,7 +383,7 @@ async def seed_people(session: AsyncSession, district_id: int) -> DemoAccounts |
             else None,
             "fulfil_note": "已完成" if status == "fulfilled" else None,
             "version": 1,
-            "deadline": _demo_claim_deadline(now, wish_id, member_id, row["deadline"])
+            "deadline": _demo_claim_deadline(now, wish_id, member_id)
             if status == "active"
             else None,
         }

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     insert,
     or_,
     select,
@@ -177,23 +178,45 @@ async def transition(
     return changed is not None
 
 
+def _overdue(now: datetime) -> list[Any]:
+    """Wishes past their deadline (the last moment to claim them) with nothing left in
+    hand: nothing claimed, or every claimed slot fulfilled (a shared wish that got part of
+    its helpers). One with active claims waits for them (they keep their own deadlines)."""
+    return [
+        Wish.status.in_([WishStatus.open.value, WishStatus.pending_review.value]),
+        Wish.deadline.is_not(None),
+        Wish.deadline <= now,
+        or_(Wish.slots_claimed == 0, Wish.slots_claimed == Wish.slots_fulfilled),
+    ]
+
+
+async def overdue_exists(session: AsyncSession, now: datetime) -> bool:
+    """Whether ``expire_overdue`` has anything to do (read from the open wishes' deadline
+    index)."""
+    return (await session.scalar(select(Wish.id).where(*_overdue(now)).limit(1))) is not None
+
+
 async def expire_overdue(session: AsyncSession, now: datetime) -> int:
-    """Wishes whose deadline passed with nothing claimed become ``expired``."""
-    expired = await session.scalars(
+    """Past its deadline a wish with nothing claimed becomes ``expired``; one whose claimed
+    slots are all fulfilled becomes ``fulfilled`` as far as it got (its resident confirms
+    and thanks the helpers who came)."""
+    nothing_claimed = Wish.slots_claimed == 0
+    ended = await session.scalars(
         update(Wish)
-        .where(
-            Wish.status.in_([WishStatus.open.value, WishStatus.pending_review.value]),
-            Wish.deadline.is_not(None),
-            Wish.deadline <= now,
-            Wish.slots_claimed == 0,
-        )
+        .where(*_overdue(now))
         .values(
-            status=WishStatus.expired.value, closed_at=now, updated_at=now, version=Wish.version + 1
+            status=case(
+                (nothing_claimed, WishStatus.expired.value), else_=WishStatus.fulfilled.value
+            ),
+            closed_at=case((nothing_claimed, now), else_=Wish.closed_at),
+            fulfilled_at=case((nothing_claimed, Wish.fulfilled_at), else_=now),
+            updated_at=now,
+            version=Wish.version + 1,
         )
         .returning(Wish.id)
         .execution_options(synchronize_session=False)
     )
-    return len(expired.all())
+    return len(ended.all())
 
 
 async def wishes_with_active_claim(

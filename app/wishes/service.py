@@ -17,7 +17,7 @@ from app.claims import repository as claims_repository
 from app.claims.models import ClaimStatus
 from app.core.actor import Actor
 from app.core.conditional import PreconditionFailed, check_if_match, etag
-from app.core.db import utcnow
+from app.core.db import Database, utcnow
 from app.core.errors import (
     Conflict,
     Forbidden,
@@ -556,3 +556,15 @@ async def confirm(
 
 async def expire_overdue(session: AsyncSession, *, now: datetime | None = None) -> int:
     return await repository.expire_overdue(session, now or utcnow())
+
+
+async def expire_due(database: Database) -> int:
+    """The deadline clock's tick: a cheap indexed read; a write transaction only when a
+    wish is due (so a wish is expired within a second of its deadline, and SQLite's write
+    lock is not taken every second for nothing)."""
+    now = utcnow()
+    async with database.transaction(write=False) as session:
+        if not await repository.overdue_exists(session, now):
+            return 0
+    async with database.transaction(write=True) as session:
+        return await repository.expire_overdue(session, now)

@@ -1,6 +1,7 @@
-"""Claim deadlines on SQLite and PostgreSQL: set by category when the claim is made, capped
-by the wish's deadline; one reminder before it; released at it (as a withdrawal would end
-it, with notifications), never twice however many clocks run; one extension."""
+"""Claim deadlines on SQLite and PostgreSQL: set by category when the claim is made (the
+wish's own deadline is the last moment to claim it, not to fulfil it); one reminder before
+it; released at it (as a withdrawal would end it, with notifications), never twice however
+many clocks run; one extension. And what a wish's deadline does to it."""
 
 from __future__ import annotations
 
@@ -17,12 +18,10 @@ from sqlalchemy import select, update
 from app.claims import deadlines
 from app.claims.models import Claim
 from app.claims.service import release_overdue, remind_before_deadlines
-from app.core.clock import run_jobs_once
 from app.core.db import Database, create_database
-from app.main import CLOCK_JOBS, create_app
+from app.main import create_app, pass_deadlines
 from app.members.models import Member
 from app.wishes.models import Wish
-from app.wishes.service import expire_overdue
 from tests.conftest import Api, make_settings
 from tests.invariants import event_violations, violations
 from tests.world import World, build_world
@@ -41,6 +40,8 @@ async def api(clean_database: str) -> AsyncIterator[Api]:
         claim_deadline_days=DEFAULT_DAYS,
         claim_deadline_days_by_category=CATEGORY_DAYS,
         claim_reminder_hours=24,
+        # The tests run the deadline jobs themselves, at the moments they choose.
+        deadline_clock_interval_seconds=3600,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -119,7 +120,7 @@ async def inbox(world: World, headers: dict[str, str], kind: str) -> list[dict[s
     return [item for item in response.json()["items"] if item["kind"] == kind]
 
 
-async def test_deadline_by_category_capped_by_the_wish_deadline(world: World) -> None:
+async def test_deadline_by_category_whatever_the_wish_deadline(world: World) -> None:
     api = world.api
     member, _ = await world.member("C1", capacity=5)
     soon = datetime.now(UTC) + timedelta(days=10)
@@ -127,21 +128,18 @@ async def test_deadline_by_category_capped_by_the_wish_deadline(world: World) ->
         "repair": await world.wish(category="repair"),
         "companionship": await world.wish(category="companionship"),
         "default": await world.wish(category="disability_support"),
-        "capped": await world.wish(category="companionship", deadline=iso(soon)),
+        # Due in 10 days: claimed before that, the helper still has the category's 30.
+        "due_soon": await world.wish(category="companionship", deadline=iso(soon)),
     }
-    expected_days = {"repair": 7, "companionship": 30, "default": DEFAULT_DAYS}
+    expected_days = {"repair": 7, "companionship": 30, "default": DEFAULT_DAYS, "due_soon": 30}
     for name, wish in wishes.items():
         before = datetime.now(UTC)
         claim = await claimed(world, wish["id"], member)
         after = datetime.now(UTC)
         deadline = parse(claim["deadline"])
         assert claim["extended_at"] is None
-        if name == "capped":
-            # 30 days for the category, but the wish is due in 10: the wish's deadline.
-            assert deadline == parse(wish["deadline"]), claim
-        else:
-            period = timedelta(days=expected_days[name])
-            assert before + period <= deadline <= after + period, (name, claim)
+        period = timedelta(days=expected_days[name])
+        assert before + period <= deadline <= after + period, (name, claim)
         read = await api.client.get(f"/v1/claims/{claim['id']}", headers=member)
         assert read.json()["deadline"] == claim["deadline"]
     mine = (await api.client.get("/v1/me/claims", headers=member)).json()["items"]
@@ -283,21 +281,6 @@ async def test_extend_once(world: World, clock: Clock) -> None:
     assert again.json()["code"] == "already_extended"
     assert parse(again.json()["deadline"]) == parse(body["deadline"])
 
-    # The extension is capped at the wish's deadline too...
-    wish_due = datetime.now(UTC) + timedelta(days=20)
-    capped = await claimed(world, (await world.wish(deadline=iso(wish_due)))["id"], member)
-    assert parse(capped["deadline"]) < wish_due
-    stretched = await api.client.post(f"/v1/claims/{capped['id']}/extend", headers=member)
-    assert stretched.status_code == 200, stretched.text
-    assert abs(parse(stretched.json()["deadline"]) - wish_due) < timedelta(seconds=1)
-    # ...so a claim already due with its wish has nothing to gain.
-    tight_due = datetime.now(UTC) + timedelta(days=3)
-    tight = await claimed(world, (await world.wish(deadline=iso(tight_due)))["id"], member)
-    nothing = await api.client.post(f"/v1/claims/{tight['id']}/extend", headers=member)
-    assert nothing.status_code == 409
-    assert nothing.json()["code"] == "wish_deadline_reached"
-    assert (await clock.claim(tight["id"])).extended_at is None
-
     # Past the deadline (the release job has not run yet) it is too late.
     overdue = await claimed(world, (await world.wish())["id"], member)
     await clock.set_deadline(overdue["id"], datetime.now(UTC) - timedelta(minutes=1))
@@ -369,26 +352,70 @@ async def test_concurrent_clocks_and_withdrawals_never_end_a_claim_twice(world: 
             await made.database.dispose()
 
 
-async def test_clock_jobs_release_then_expire(world: World, clock: Clock) -> None:
-    """The release and reminder jobs are on the clock, before wishes expire: a wish whose
-    only claim ran out with it is released and expired in the same tick."""
-    assert release_overdue in CLOCK_JOBS
-    assert remind_before_deadlines in CLOCK_JOBS
-    assert CLOCK_JOBS.index(release_overdue) < CLOCK_JOBS.index(expire_overdue)
-
+async def test_deadline_clock_releases_then_settles_the_wish(world: World, clock: Clock) -> None:
+    """The deadline clock's tick releases overdue claims first, then settles wishes past
+    their own deadline: a wish whose only claim ran out expires in the same tick."""
     api = world.api
     member, _ = await world.member("C1")
     wish = await world.wish(deadline=iso(datetime.now(UTC) + timedelta(days=2)))
     claim = await claimed(world, wish["id"], member)
-    assert claim["deadline"] == wish["deadline"]
     past = datetime.now(UTC) - timedelta(minutes=1)
     await clock.set_deadline(claim["id"], past)
     async with clock.database.transaction(write=True) as session:
         await session.execute(update(Wish).where(Wish.id == int(wish["id"])).values(deadline=past))
-    await run_jobs_once(clock.database, CLOCK_JOBS)
+    await pass_deadlines(clock.database)
     assert (await clock.claim(claim["id"])).status == "released"
     expired = (await api.client.get(f"/v1/wishes/{wish['id']}", headers=world.resident)).json()
     assert expired["status"] == "expired"
+    assert await violations(api.settings.database_url) == {}
+
+
+async def test_a_wish_deadline_ends_only_what_nobody_holds(world: World, clock: Clock) -> None:
+    """A wish's deadline is the last moment to claim it. Past it: unclaimed, it expires;
+    claimed, it stays with its helpers (they keep their claims' own deadlines); shared and
+    only partly taken, it ends fulfilled as far as it got once every claim is done."""
+    api = world.api
+    soon = iso(datetime.now(UTC) + timedelta(days=2))
+    unclaimed = await world.wish(deadline=soon)
+    taken = await world.wish(deadline=soon)
+    shared = await world.wish(slots=3, deadline=soon)
+    helper, _ = await world.member("C1")
+    other, _ = await world.member("C1")
+    taken_claim = await claimed(world, taken["id"], helper)
+    done = await claimed(world, shared["id"], helper)
+    pending = await claimed(world, shared["id"], other)
+    fulfilled = await api.client.post(f"/v1/claims/{done['id']}/fulfil", json={}, headers=helper)
+    assert fulfilled.status_code == 200, fulfilled.text
+    async with clock.database.transaction(write=True) as session:
+        await session.execute(
+            update(Wish)
+            .where(Wish.id.in_([int(w["id"]) for w in (unclaimed, taken, shared)]))
+            .values(deadline=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+    async def status(wish: dict[str, Any]) -> str:
+        read = await api.client.get(f"/v1/wishes/{wish['id']}", headers=world.resident)
+        value: str = read.json()["status"]
+        return value
+
+    # Past the deadline nobody new may claim, whatever the clock has done yet.
+    late, _ = await world.member("C1")
+    refused = await world.claim(shared["id"], late)
+    assert refused.json()["code"] == "not_claimable"
+    assert refused.json()["reason"] == "deadline_passed"
+    await pass_deadlines(clock.database)
+    assert await status(unclaimed) == "expired"
+    assert await status(taken) == "claimed"
+    assert (await clock.claim(taken_claim["id"])).status == "active"
+    assert await status(shared) == "open"  # one helper is still at it
+    finished = await api.client.post(f"/v1/claims/{pending['id']}/fulfil", json={}, headers=other)
+    assert finished.status_code == 200, finished.text
+    await pass_deadlines(clock.database)
+    assert await status(shared) == "fulfilled"  # two of three slots: as far as it got
+    confirmed = await api.client.post(
+        f"/v1/wishes/{shared['id']}/confirm", json={"rating": 5}, headers=world.resident
+    )
+    assert confirmed.status_code == 200, confirmed.text
     assert await violations(api.settings.database_url) == {}
 
 
@@ -423,9 +450,8 @@ def test_policy_from_settings() -> None:
         "deadline_0": now + timedelta(days=30),
         "deadline_1": now + timedelta(days=7),
     }
-    wish_due = now + timedelta(days=10)
-    assert periods.deadline_for("repair", wish_due) == now + timedelta(days=7)
-    assert periods.deadline_for("companionship", wish_due) == wish_due
-    assert periods.deadline_for("tutoring", None) == now + timedelta(days=14)
-    assert policy.extended(now, category="repair", wish_deadline=None) == now + timedelta(days=7)
-    assert policy.extended(now, category="other", wish_deadline=wish_due) == wish_due
+    assert periods.deadline_for("repair") == now + timedelta(days=7)
+    assert periods.deadline_for("companionship") == now + timedelta(days=30)
+    assert periods.deadline_for("tutoring") == now + timedelta(days=14)
+    assert policy.extended(now, category="repair") == now + timedelta(days=7)
+    assert policy.extended(now, category="other") == now + timedelta(days=14)

@@ -90,7 +90,9 @@ def _wish_conditions(kind: EventClaim, wish_id: Any) -> list[Any]:
         _wishes.c.status == WishStatus.open.value,
         _wishes.c.slots_claimed + bindparam("slots") <= _wishes.c.slots_total,
         (_wishes.c.deadline.is_(None)) | (_wishes.c.deadline > bindparam("now")),
+        # Not the claimer's own: neither the resident nor whoever published it for them.
         (_wishes.c.resident_id.is_(None)) | (_wishes.c.resident_id != bindparam("claimer_id")),
+        _wishes.c.creator_id != bindparam("claimer_id"),
     ]
     if kind is EventClaim.direct:
         # A wish pooled in a live event is claimable only through that event.
@@ -211,6 +213,7 @@ class WishSeen:
     slots_claimed: int
     slots_total: int
     resident_id: int | None
+    creator_id: int | None
     event_id: int | None
     event_takes_claims: bool
     held: bool = False  # the claimer holds a live claim on it already
@@ -223,7 +226,7 @@ class WishSeen:
         return (
             self.status in (WishStatus.open.value, WishStatus.claimed.value)
             and not self.held
-            and self.resident_id != claimer_id
+            and claimer_id not in (self.resident_id, self.creator_id)
             and self.event_id == event_id
             and self.event_takes_claims
             and (
@@ -412,6 +415,7 @@ def _claim_in_one_statement(
         seen.c.slots_claimed.label("seen_slots_claimed"),
         seen.c.slots_total.label("seen_slots_total"),
         seen.c.resident_id.label("seen_resident_id"),
+        seen.c.creator_id.label("seen_creator_id"),
         seen.c.event_id.label("seen_event_id"),
         (_takes_rush_claims() if kind is EventClaim.rush else literal(True)).label(
             "seen_event_takes_claims"
@@ -557,6 +561,7 @@ async def attempt_claim(
                 slots_claimed=row.seen_slots_claimed or 0,
                 slots_total=row.seen_slots_total or 0,
                 resident_id=row.seen_resident_id,
+                creator_id=row.seen_creator_id,
                 event_id=row.seen_event_id,
                 event_takes_claims=bool(row.seen_event_takes_claims),
                 held=bool(row.seen_held),

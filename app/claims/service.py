@@ -129,7 +129,7 @@ async def _explain_wish_refusal(
     if wish is None or (never_published and not await may_see(session, actor, wish)):
         # A wish nobody was shown stays unknown; one that was public gets a real reason.
         raise NotFound(resource="wish")
-    if wish.resident_id == actor.user_id:
+    if actor.user_id in (wish.resident_id, wish.creator_id):
         raise Conflict("own_wish")
     if wish.status in LIVE_STATUSES and await repository.live_claim_exists(
         session, wish_id=wish.id, member_id=actor.user_id

@@ -204,6 +204,16 @@ async def test_claims_only_on_open_wishes(world: World) -> None:
     mine = await world.claim(own["id"], world.resident)
     assert mine.status_code == 409
     assert mine.json()["code"] == "own_wish"
+    # Nor whoever published it for someone without the app (they confirm it for them).
+    await api.client.post(
+        "/v1/members", json={"community_id": world.regions["C1"]}, headers=world.organizer
+    )
+    organizer_id = (await api.client.get("/v1/me", headers=world.organizer)).json()["id"]
+    await api.client.post(f"/v1/members/{organizer_id}/approve", headers=world.admin)
+    for_name = await world.wish(by=world.organizer, on_behalf_of={"name": "王奶奶"})
+    published = await world.claim(for_name["id"], world.organizer)
+    assert published.status_code == 409
+    assert published.json()["code"] == "own_wish"
     for body in ({"slots": 0}, {"slots": 101}, {"slots": "two"}, {"member_id": "1"}):
         bad = await api.client.post(f"/v1/wishes/{own['id']}/claims", json=body, headers=member)
         assert bad.status_code == 422, body

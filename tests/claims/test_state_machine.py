@@ -571,6 +571,7 @@ def test_wish_seen_explains_only_a_full_wish() -> None:
             "slots_claimed": 2,
             "slots_total": 3,
             "resident_id": 9,
+            "creator_id": 8,
             "event_id": None,
             "event_takes_claims": True,
         }

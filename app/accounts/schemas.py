@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from app.accounts.models import DISPLAY_NAME_MAX
 from app.core.phone import normalize_phone
-from app.core.types import Id
+from app.core.types import Id, Input
 from app.regions.models import RegionKind
 
 Phone = Annotated[
@@ -28,7 +28,7 @@ DisplayName = Annotated[
 RefreshTokenValue = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-class RegisterRequest(BaseModel):
+class RegisterRequest(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -41,7 +41,7 @@ class RegisterRequest(BaseModel):
     display_name: DisplayName
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"example": {"phone": "13800138000", "password": "s3cret-pass"}},
@@ -52,13 +52,13 @@ class TokenRequest(BaseModel):
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(Input):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: RefreshTokenValue
 
 
-class OtpRequest(BaseModel):
+class OtpRequest(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"phone": "13800138000"}}
     )
@@ -74,7 +74,7 @@ OtpCodeValue = Annotated[
 ]
 
 
-class OtpVerify(BaseModel):
+class OtpVerify(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"phone": "13800138000", "code": "123456"}}
     )

@@ -7,17 +7,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.claims.models import NOTE_MAX, ClaimSource, ClaimStatus
 from app.core.pagination import Page
-from app.core.types import Id
+from app.core.types import Id, Input
 from app.wishes.models import MAX_SLOTS, REASON_MAX, WishStatus
 
 
-class ClaimCreate(BaseModel):
+class ClaimCreate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"slots": 1}})
 
     slots: int = Field(default=1, ge=1, le=MAX_SLOTS, description="Slots of the wish to take.")
 
 
-class FulfilIn(BaseModel):
+class FulfilIn(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"note": "已送到王阿姨家并调试好"}}
     )
@@ -25,7 +25,7 @@ class FulfilIn(BaseModel):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_MAX)] = ""
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"reason": "长期未联系居民"}}
     )

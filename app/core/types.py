@@ -6,7 +6,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 MAX_ID = 2**63 - 1
 
@@ -55,3 +63,16 @@ def _require_utc(value: datetime) -> datetime:
 
 UTCTime = Annotated[datetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_utc)]
 """An RFC 3339 time with an offset; stored and returned in UTC."""
+
+
+class Input(BaseModel):
+    """Base of request bodies (each also sets ``extra="forbid"``): text may not hold NUL
+    characters, which PostgreSQL cannot store and SQLite would, so both refuse them alike
+    (422 ``validation_failed``), and no client means them."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text may not contain NUL characters")
+        return value

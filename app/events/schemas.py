@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from app.core.pagination import Page
-from app.core.types import Id, UTCTime
+from app.core.types import Id, Input, UTCTime
 from app.events.models import (
     EVENT_TITLE_MAX,
     MAX_EVENT_COMMUNITIES,
@@ -33,7 +33,7 @@ _CREATE_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
-class EventCreate(BaseModel):
+class EventCreate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _CREATE_EXAMPLE})
 
     title: Title
@@ -56,7 +56,7 @@ class EventCreate(BaseModel):
     )
 
 
-class EventUpdate(BaseModel):
+class EventUpdate(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"per_member_quota": 1}}
     )
@@ -70,7 +70,7 @@ class EventUpdate(BaseModel):
     per_member_quota: int | None = Field(default=None, ge=1, le=MAX_QUOTA)
 
 
-class WishIdsIn(BaseModel):
+class WishIdsIn(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"wish_ids": ["101", "102"]}}
     )
@@ -78,7 +78,7 @@ class WishIdsIn(BaseModel):
     wish_ids: list[Id] = Field(min_length=1, max_length=MAX_WISHES_PER_CALL)
 
 
-class EventClaimCreate(BaseModel):
+class EventClaimCreate(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"wish_id": "101", "slots": 1}}
     )
@@ -87,7 +87,7 @@ class EventClaimCreate(BaseModel):
     slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
 
 
-class PreferencesIn(BaseModel):
+class PreferencesIn(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"wish_ids": ["101", "205"]}}
     )

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.types import Id
+from app.core.types import Id, Input
 
 MAX_IDS = 10_000
 
@@ -50,12 +50,12 @@ class RecommendationRead(BaseModel):
     breakdown: ScoreBreakdown
 
 
-class RecommendationList(BaseModel):
+class RecommendationList(Input):
     items: list[RecommendationRead]
     next_cursor: None = None
 
 
-class MatchingRunCreate(BaseModel):
+class MatchingRunCreate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"region_id": "4"}})
 
     region_id: Id = Field(description="The region whose open wishes are matched (its subtree).")

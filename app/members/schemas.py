@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.pagination import Page
-from app.core.types import Id
+from app.core.types import Id, Input
 from app.members.models import (
     MAX_CAPACITY,
     RESOURCE_DESCRIPTION_MAX,
@@ -19,7 +19,7 @@ CategorySlug = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 SERVICE_REGIONS_MAX = 10
 
 
-class MemberApply(BaseModel):
+class MemberApply(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"community_id": "4", "capacity": 3}}
     )
@@ -35,7 +35,7 @@ class MemberApply(BaseModel):
     )
 
 
-class MemberUpdate(BaseModel):
+class MemberUpdate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"capacity": 5}})
 
     capacity: int = Field(
@@ -61,7 +61,7 @@ class MemberPage(Page[MemberRead]):
     pass
 
 
-class ResourceIn(BaseModel):
+class ResourceIn(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.pagination import Page
-from app.core.types import Id
+from app.core.types import Id, Input
 
 
 class NotificationRead(BaseModel):
@@ -49,13 +49,13 @@ class NotificationPage(Page[NotificationRead]):
     pass
 
 
-class UnreadCount(BaseModel):
+class UnreadCount(Input):
     model_config = ConfigDict(json_schema_extra={"example": {"unread": 3}})
 
     unread: int
 
 
-class ReadAllIn(BaseModel):
+class ReadAllIn(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"up_to_id": "981"}})
 
     up_to_id: Id | None = Field(

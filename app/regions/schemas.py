@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.pagination import Page
-from app.core.types import Id
+from app.core.types import Id, Input
 from app.regions.models import REGION_NAME_MAX, RegionKind
 
 RegionName = Annotated[
@@ -14,7 +14,7 @@ RegionName = Annotated[
 ]
 
 
-class RegionCreate(BaseModel):
+class RegionCreate(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"example": {"kind": "community", "name": "东七社区", "parent_id": "3"}},
@@ -38,7 +38,7 @@ class RegionRead(BaseModel):
     created_at: datetime
 
 
-class OrganizerGrantCreate(BaseModel):
+class OrganizerGrantCreate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"user_id": "7"}})
 
     user_id: Id

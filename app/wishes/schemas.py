@@ -14,7 +14,7 @@ from pydantic import (
 
 from app.core.pagination import Page
 from app.core.phone import normalize_phone
-from app.core.types import Id, UTCTime
+from app.core.types import Id, Input, UTCTime
 from app.wishes.models import (
     CONTACT_ADDRESS_MAX,
     CONTACT_NAME_MAX,
@@ -36,7 +36,7 @@ Name = Annotated[str, _text(CONTACT_NAME_MAX, 1)]
 Reason = Annotated[str, _text(REASON_MAX, 1)]
 
 
-class ContactIn(BaseModel):
+class ContactIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
@@ -44,7 +44,7 @@ class ContactIn(BaseModel):
     address: Annotated[str, _text(CONTACT_ADDRESS_MAX, 1)] | None = None
 
 
-class OnBehalfOf(BaseModel):
+class OnBehalfOf(Input):
     """Who the wish is for, when an organizer publishes it: a registered resident
     (``user_id``) or someone without the app (``name``)."""
 
@@ -60,7 +60,7 @@ class OnBehalfOf(BaseModel):
         return self
 
 
-class WishCreate(BaseModel):
+class WishCreate(Input):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -92,7 +92,7 @@ class WishCreate(BaseModel):
     )
 
 
-class WishUpdate(BaseModel):
+class WishUpdate(Input):
     """What the owner may change while the wish is pending review or open. Send the
     wish's ETag as ``If-Match``."""
 
@@ -111,7 +111,7 @@ class WishUpdate(BaseModel):
     contact: ContactIn | None = None
 
 
-class ReasonIn(BaseModel):
+class ReasonIn(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"reason": "信息不完整"}}
     )
@@ -119,13 +119,13 @@ class ReasonIn(BaseModel):
     reason: Reason
 
 
-class CancelIn(BaseModel):
+class CancelIn(Input):
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, _text(REASON_MAX)] | None = None
 
 
-class ConfirmIn(BaseModel):
+class ConfirmIn(Input):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"rating": 5, "thanks": "谢谢小李！"}}
     )

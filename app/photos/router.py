@@ -43,7 +43,7 @@ def photo_read(request: Request, settings: Settings, photo: Photo, now: datetime
     expires = signing.expiry(now, settings.photo_url_ttl_seconds)
 
     def link(variant: PhotoVariant) -> str:
-        signed = signing.sign(settings.secret_key, photo.id, variant, expires)
+        signed = signing.sign(settings.secret_key, photo.id, photo.storage_key, variant, expires)
         url = request.url_for("photo_file", photo_id=str(photo.id), variant=variant.value)
         return str(url.include_query_params(expires=signed.expires, signature=signed.signature))
 

@@ -253,14 +253,14 @@ async def open_signed(
     now: datetime | None = None,
 ) -> tuple[bytes, str]:
     """The bytes and content type behind a signed photo URL. The signature is the only
-    credential: checked before anything is read."""
-    if not signature_valid(secret, photo_id, variant, expires, signature):
-        raise Forbidden("photo_link_invalid")
-    if expires <= (now or utcnow()).timestamp():
-        raise Forbidden("photo_link_expired")
+    credential; it covers the photo's random storage key, so it opens this photo only."""
     photo = await repository.get(session, photo_id)
     if photo is None:
         raise NotFound(resource="photo")
+    if not signature_valid(secret, photo_id, photo.storage_key, variant, expires, signature):
+        raise Forbidden("photo_link_invalid")
+    if expires <= (now or utcnow()).timestamp():
+        raise Forbidden("photo_link_expired")
     data = await storage.get(photo.variant_key(variant))
     if data is None:
         raise NotFound(resource="photo")

@@ -1,7 +1,9 @@
 """Short-lived signed photo URLs: ``/v1/photos/{id}/{variant}?expires=…&signature=…``.
 
-The signature is HMAC-SHA256 under the app's secret over the photo id, the variant and the
-expiry, so a URL opens exactly one image until its expiry, without an Authorization header
+The signature is HMAC-SHA256 under the app's secret over the photo id, its random storage
+key, the variant and the expiry, so a URL opens exactly one image until its expiry (never
+another photo that later gets the same id: SQLite may reuse the id of a deleted last row),
+without an Authorization header
 (image views in the app load URLs, they do not add headers). URLs are handed out only to
 people who may see the photo; one that leaks works for minutes, not for ever.
 
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 
 EXPIRY_STEP = 300  # seconds
 SIGNATURE_LENGTH = 43  # unpadded URL-safe base64 of 32 bytes
-_CONTEXT = b"microwish photo url v1"
+_CONTEXT = b"microwish photo url v2"
 
 
 class PhotoVariant(enum.StrEnum):
@@ -39,8 +41,16 @@ def expires_at(expires: int) -> datetime:
     return datetime.fromtimestamp(expires, UTC)
 
 
-def _signature(secret: str, photo_id: int, variant: PhotoVariant, expires: int) -> str:
-    message = b"%s\n%d\n%s\n%d" % (_CONTEXT, photo_id, variant.value.encode(), expires)
+def _signature(
+    secret: str, photo_id: int, storage_key: str, variant: PhotoVariant, expires: int
+) -> str:
+    message = b"%s\n%d\n%s\n%s\n%d" % (
+        _CONTEXT,
+        photo_id,
+        storage_key.encode(),
+        variant.value.encode(),
+        expires,
+    )
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
@@ -51,12 +61,21 @@ def expiry(now: datetime, ttl_seconds: int) -> int:
     return math.ceil(earliest / EXPIRY_STEP) * EXPIRY_STEP
 
 
-def sign(secret: str, photo_id: int, variant: PhotoVariant, expires: int) -> SignedLink:
-    return SignedLink(expires=expires, signature=_signature(secret, photo_id, variant, expires))
+def sign(
+    secret: str, photo_id: int, storage_key: str, variant: PhotoVariant, expires: int
+) -> SignedLink:
+    return SignedLink(
+        expires=expires, signature=_signature(secret, photo_id, storage_key, variant, expires)
+    )
 
 
 def signature_valid(
-    secret: str, photo_id: int, variant: PhotoVariant, expires: int, signature: str
+    secret: str,
+    photo_id: int,
+    storage_key: str,
+    variant: PhotoVariant,
+    expires: int,
+    signature: str,
 ) -> bool:
-    expected = _signature(secret, photo_id, variant, expires)
+    expected = _signature(secret, photo_id, storage_key, variant, expires)
     return hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace"))

@@ -291,11 +291,21 @@ async def test_expired_and_tampered_links_are_refused(world: World) -> None:
     # A full-size signature does not open the thumbnail, nor another photo.
     thumbnail_path = url.path.replace("/full", "/thumbnail")
     assert_problem(await client.get(link(thumbnail_path)), 403, "photo_link_invalid")
-    other_path = url.path.replace(f"/{photo_id}/", f"/{photo_id + 1}/")
+    other = await upload(world, f"/v1/wishes/{wish['id']}/photos", samples.png(), world.resident)
+    other_path = url.path.replace(f"/{photo_id}/", f"/{other.json()['id']}/")
     assert_problem(await client.get(link(other_path)), 403, "photo_link_invalid")
     # Correctly signed, but over.
     past = int(time.time()) - 1
-    expired = signing.sign(world.api.settings.secret_key, photo_id, signing.PhotoVariant.full, past)
+    [(storage_key,)] = await world.api.sql(
+        "SELECT storage_key FROM photos WHERE id = :id", id=photo_id
+    )
+    expired = signing.sign(
+        world.api.settings.secret_key,
+        photo_id,
+        str(storage_key),
+        signing.PhotoVariant.full,
+        past,
+    )
     assert_problem(
         await client.get(link(url.path, expires=past, signature=expired.signature)),
         403,
@@ -303,6 +313,27 @@ async def test_expired_and_tampered_links_are_refused(world: World) -> None:
     )
     assert (await client.get(url.path)).status_code == 422  # no signature at all
     assert (await client.get(link(url.path.replace("/full", "/original")))).status_code == 422
+
+
+async def test_a_link_never_opens_a_later_photo_with_the_same_id(world: World) -> None:
+    """SQLite may give the id of a deleted last row to the next one: a link handed out for
+    the deleted photo must not open the new one (someone else's, on another wish)."""
+    client = world.api.client
+    mine = await world.wish()
+    path = f"/v1/wishes/{mine['id']}/photos"
+    first = (await upload(world, path, samples.jpeg(), world.resident)).json()
+    assert (
+        await client.delete(f"/v1/photos/{first['id']}", headers=world.resident)
+    ).status_code == 204
+    other_resident, _ = await world.user("邻居")
+    theirs = await world.wish(by=other_resident)
+    later = await upload(world, f"/v1/wishes/{theirs['id']}/photos", samples.png(), other_resident)
+    assert later.status_code == 201
+    url = urlsplit(first["url"])
+    stale = await client.get(f"{url.path}?{url.query}")
+    assert stale.status_code in (403, 404)
+    if later.json()["id"] == first["id"]:  # the id came back (SQLite)
+        assert_problem(stale, 403, "photo_link_invalid")
 
 
 async def test_photos_follow_the_wish_visibility(world: World) -> None:

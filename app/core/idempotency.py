@@ -66,7 +66,8 @@ KEY_MAX = 255
 STALE_AFTER = timedelta(seconds=60)
 ANONYMOUS = 0  # scope of unauthenticated requests (user ids start at 1)
 # Routes whose responses carry fresh credentials are never stored (a replay would hand a
-# refresh token to whoever repeats the body); retrying them simply logs in again.
+# refresh token to whoever repeats the body). A refresh token or code is spent by its first
+# use even when the answer is lost: the app logs in again (README "Retries").
 _NOT_STORED = frozenset({"/v1/auth/token", "/v1/auth/refresh", "/v1/auth/otp/verify"})
 # Response headers worth replaying.
 _REPLAYED_HEADERS = {b"content-type", b"location", b"etag", b"content-language"}

@@ -122,11 +122,35 @@ class _Captured:
         return _Stored(status=int(start["status"]), headers=headers, body=body)
 
 
+def _canonical_body(scope: Scope, body: bytes) -> bytes:
+    """The body as a retry of the same request would send it again. JSON: the same data
+    (key order and spacing are the client library's business). Multipart (a photo): the
+    same bytes but for the boundary, which HTTP clients pick at random for every attempt."""
+    content_type = next(
+        (value for name, value in scope.get("headers", []) if name == b"content-type"), b""
+    ).decode("latin-1")
+    media_type, _, parameters = content_type.partition(";")
+    media_type = media_type.strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return body
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    if media_type == "multipart/form-data":
+        for parameter in parameters.split(";"):
+            name, _, value = parameter.strip().partition("=")
+            boundary = value.strip().strip('"').encode("latin-1")
+            if name.strip().lower() == "boundary" and boundary:
+                return body.replace(boundary, b"<boundary>")
+    return body
+
+
 def _fingerprint(scope: Scope, body: bytes) -> str:
     digest = hashlib.sha256()
     digest.update(scope["method"].encode())
     digest.update(b"\0" + scope["path"].encode() + b"\0" + scope.get("query_string", b""))
-    digest.update(b"\0" + body)
+    digest.update(b"\0" + _canonical_body(scope, body))
     return digest.hexdigest()
 
 

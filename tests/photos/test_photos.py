@@ -537,18 +537,21 @@ async def test_a_retried_upload_is_stored_once(world: World, photo_dir: Path) ->
     path = f"/v1/wishes/{(await world.wish())['id']}/photos"
     client = world.api.client
     headers = {**world.resident, "Idempotency-Key": "upload-1"}
-    # A retry sends the very same bytes (the same multipart boundary).
-    request = client.build_request(
-        "POST", path, files={"file": ("a.png", samples.png(), "image/png")}, headers=headers
-    )
-    body = request.read()
-    first = await client.send(request)
+    image = samples.png()
+    first = await client.post(path, files={"file": ("a.png", image, "image/png")}, headers=headers)
     assert first.status_code == 201, first.text
-    retry = await client.post(path, content=body, headers=dict(request.headers))
-    assert retry.status_code == 201
+    # The retry is built again, so its multipart boundary is a new random one.
+    retry = await client.post(path, files={"file": ("a.png", image, "image/png")}, headers=headers)
+    assert retry.status_code == 201, retry.text
     assert retry.headers.get("idempotent-replayed") == "true"
     assert retry.json()["id"] == first.json()["id"]
     assert len(stored_files(photo_dir)) == 2
+    # Another image under the same key is another request.
+    other = await client.post(
+        path, files={"file": ("a.png", samples.jpeg(), "image/jpeg")}, headers=headers
+    )
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
 
 
 @pytest.mark.parametrize("photo_settings", [{"photo_upload_rate_limit": "2/minute"}], indirect=True)

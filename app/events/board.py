@@ -16,10 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.categories.models import DEFAULT_CATEGORIES
 from app.events.repository import LIVE_CLAIM
 from app.events.service import EventClaimFields, PooledWishFields, PoolEntryFields
 
 TOTALS_NAME = "合计"
+# The board is in Chinese: each wish card shows its category's label (a category a district
+# added itself shows its slug).
+CATEGORY_LABELS = {slug: zh_cn for slug, zh_cn, _ in DEFAULT_CATEGORIES}
 
 
 def wish_shown(wish: PooledWishFields, claimed: int, free: int | None) -> tuple[int, str]:
@@ -167,6 +171,7 @@ class Board:
             "id": str(wish.id),
             "title": wish.title,
             "category": wish.category,
+            "category_label": CATEGORY_LABELS.get(wish.category, wish.category),
             "community_id": str(wish.community_id),
             "slots_total": part.shown[0],
             "slots_claimed": part.claimed,

@@ -407,7 +407,7 @@ async def event_report(
         opened_at=event.opened_at,
         closed_at=event.closed_at,
         communities=[_community_report(t.as_dict()) for t in summary.tallies],
-        totals=_community_report(summary.totals.as_dict() | {"community_id": event.id}),
+        totals=_community_report(summary.totals.as_dict() | {"community_id": None}),
         unclaimed=[
             UnclaimedWish(
                 wish_id=wish.id,

@@ -157,7 +157,7 @@ class PoolWishPage(Page[PoolWishRead]):
 
 
 class CommunityReport(BaseModel):
-    community_id: Id
+    community_id: Id | None = Field(description="The community; null on the totals row.")
     name: str
     wishes_pooled: int
     slots_pooled: int

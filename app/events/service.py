@@ -420,7 +420,10 @@ async def advance(session: AsyncSession, event_id: int, now: datetime) -> None:
         and event.ends_at is not None
         and event.ends_at <= now
     ):
-        await _close(session, event, now, None)
+        # Closed at its end, however late the clock came (after a downtime, say): nothing
+        # was claimed in it after ends_at (the claim statement checks it), so the record
+        # and the report say when it really ended.
+        await _close(session, event, event.ends_at, None)
 
 
 async def advance_due(session: AsyncSession) -> int:

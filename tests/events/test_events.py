@@ -388,6 +388,8 @@ async def test_restart_while_live_catches_up(world: World) -> None:
             await asyncio.sleep(0.3)  # the first tick of the event clock
             detail = await client.get(f"/v1/claim-events/{event['id']}", headers=member)
             assert detail.json()["status"] == "closed"
+            # Closed at its end, not whenever the server came back.
+            assert detail.json()["closed_at"] == detail.json()["ends_at"]
             rows = await api.sql("SELECT count(*) FROM wishes WHERE event_id IS NOT NULL")
             assert rows[0][0] == 0
             local, _ = await world.member("C1")
@@ -411,6 +413,10 @@ async def test_restart_after_missing_the_whole_window(world: World) -> None:
     detail = await api.client.get(f"/v1/claim-events/{event['id']}", headers=world.organizer)
     assert detail.json()["status"] == "closed"
     assert detail.json()["wishes_pooled"] == 1
+    assert detail.json()["opened_at"] == detail.json()["starts_at"]
+    assert detail.json()["closed_at"] == detail.json()["ends_at"]
+    report = await api.client.get(f"/v1/claim-events/{event['id']}/report", headers=world.organizer)
+    assert report.json()["totals"]["community_id"] is None
     rows = await api.sql("SELECT count(*) FROM wishes WHERE event_id IS NOT NULL")
     assert rows[0][0] == 0
 

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import anyio.to_thread
@@ -16,6 +16,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from app.core.db import utcnow
 from app.core.errors import Unauthorized
+from app.core.types import MAX_ID
 
 _password_hash = PasswordHash((Argon2Hasher(),))
 # Verified against when the phone is unknown, so a wrong phone costs as much as a wrong password.
@@ -67,12 +68,19 @@ def decode_access_token(token: str, *, secret_key: str) -> AccessClaims:
             audience=ACCESS_AUDIENCE,
             options={"require": ["sub", "exp", "aud"]},
         )
-        user_id = int(payload["sub"])
+        subject = payload["sub"]
+        # We only ever issue a user id in digits: anything else is not our token.
+        if not (isinstance(subject, str) and subject.isascii() and subject.isdigit()):
+            raise ValueError("not a user id")
+        user_id = int(subject)
+        if not 1 <= user_id <= MAX_ID:
+            raise ValueError("not a user id")
+        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("token_expired", headers=_challenge("invalid_token")) from exc
-    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError, OSError) as exc:
         raise Unauthorized(headers=_challenge("invalid_token")) from exc
-    return AccessClaims(user_id=user_id, expires_at=datetime.fromtimestamp(payload["exp"]))
+    return AccessClaims(user_id=user_id, expires_at=expires_at)
 
 
 _CLAIMS_STATE = "access_claims"

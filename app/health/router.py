@@ -21,8 +21,9 @@ class Health(BaseModel):
     database: Literal["sqlite", "postgresql"]
 
 
-@router.get(
+@router.api_route(
     "/v1/health",
+    methods=["GET", "HEAD"],  # HEAD for load balancers' checks
     summary="200 when the service and its database answer, else 503",
     responses=problem_responses(503),
 )

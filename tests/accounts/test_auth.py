@@ -163,6 +163,29 @@ async def test_me_requires_a_valid_token(api: Api) -> None:
     assert response.status_code == 401
     assert response.json()["code"] == "token_expired"
 
+    # Signed with our key (a leaked one, say) but not what we issue: 401, never a 500.
+    await api.register("13800138000")
+    for claims in (
+        {"sub": str(2**63)},
+        {"sub": " 1"},
+        {"sub": "１"},
+        {"sub": 1},
+        {"sub": "1", "exp": 10**20},
+    ):
+        odd = jwt.encode(
+            {"sub": "1", "aud": "microwish:access", "exp": 9999999999, **claims},
+            TEST_SECRET,
+            "HS256",
+        )
+        response = await api.client.get("/v1/me", headers={"Authorization": f"Bearer {odd}"})
+        assert response.status_code == 401, (claims, response.text)
+
+
+async def test_health_answers_head_for_load_balancers(api: Api) -> None:
+    response = await api.client.head("/v1/health")
+    assert response.status_code == 200
+    assert response.content == b""
+
 
 async def test_token_of_a_deleted_user_is_401(api: Api) -> None:
     headers = await api.user_headers("13800138000")

@@ -21,10 +21,10 @@ class Health(BaseModel):
     database: Literal["sqlite", "postgresql"]
 
 
-@router.api_route(
+@router.head("/v1/health", include_in_schema=False)  # load balancers check with HEAD
+@router.get(
     "/v1/health",
-    methods=["GET", "HEAD"],  # HEAD for load balancers' checks
-    summary="200 when the service and its database answer, else 503",
+    summary="200 when the service and its database answer, else 503 (HEAD too)",
     responses=problem_responses(503),
 )
 async def health(request: Request) -> Health:

@@ -22,6 +22,7 @@ from app.claims import deadlines as claim_deadlines
 from app.claims import service as claims_service
 from app.claims.router import router as claims_router
 from app.claims.service import remind_before_deadlines as remind_claim_deadlines
+from app.core.bodylimit import BodyLimitMiddleware
 from app.core.clock import Job, run_clock, run_periodic
 from app.core.config import Settings, get_settings
 from app.core.db import Database, create_database
@@ -230,6 +231,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     # Every POST takes an optional Idempotency-Key (see app.core.idempotency).
     app.add_middleware(IdempotencyMiddleware)
+    # Outside it: a JSON body over 1 MiB is refused before anyone holds or parses it.
+    app.add_middleware(BodyLimitMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

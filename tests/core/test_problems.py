@@ -3,6 +3,8 @@ wrong methods, and unexpected exceptions (without leaking a traceback)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -96,3 +98,28 @@ async def test_problem_type_uris_resolve(api: Api) -> None:
     assert response.status_code == 200
     assert response.json()["title"] == "Phone already registered"
     assert_problem(await api.client.get("/problems/nope"), 404, "not_found")
+
+
+async def test_an_oversized_json_body_is_413_before_it_is_parsed(api: Api) -> None:
+    huge = b'{"phone": "13800138000", "password": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    announced = await api.client.post(
+        "/v1/auth/register", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert announced.status_code == 413
+    assert announced.json()["code"] == "payload_too_large"
+
+    async def chunks(body: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    # No Content-Length (chunked): refused once it grows past the cap.
+    streamed = await api.client.post(
+        "/v1/auth/register", content=chunks(huge), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    small = b'{"phone": "13800138000", "password": "password-123", "display_name": "x"}'
+    fine = await api.client.post(
+        "/v1/auth/register", content=chunks(small), headers={"Content-Type": "application/json"}
+    )
+    assert fine.status_code == 201, fine.text
+    assert await api.sql("SELECT count(*) FROM users") == [(1,)]

@@ -24,10 +24,11 @@ async def list_children(
     limit: int,
 ) -> Sequence[Region]:
     query = select(Region)
-    if parent_id is None:
-        query = query.where(Region.parent_id.is_(None))
-    else:
+    if parent_id is not None:
         query = query.where(Region.parent_id == parent_id)
+    elif kind is None:
+        query = query.where(Region.parent_id.is_(None))  # the top of the tree
+    # ``kind`` alone: every region of that kind (e.g. all communities, for a picker).
     if kind is not None:
         query = query.where(Region.kind == kind)
     if after_id is not None:

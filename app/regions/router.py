@@ -42,7 +42,8 @@ async def create_region(body: RegionCreate, session: DbSession, actor: CurrentAc
 
 @router.get(
     "",
-    summary="List the children of a region (the districts without parent_id)",
+    summary="List the children of a region (the districts without parent_id; with kind "
+    "alone, every region of that kind, e.g. all communities)",
     responses=problem_responses(404, 422),
 )
 async def list_regions(

@@ -41,6 +41,13 @@ async def test_admin_builds_the_tree(api: Api) -> None:
     assert [r["name"] for r in children.json()["items"]] == ["七里站街道", "和平路街道"]
     roots = await api.client.get("/v1/regions")
     assert [r["name"] for r in roots.json()["items"]] == ["瑶海区"]
+    # A community picker: every community, whatever its street.
+    communities = await api.client.get("/v1/regions", params={"kind": "community"})
+    assert [r["name"] for r in communities.json()["items"]] == ["东七社区", "当涂路社区"]
+    in_street = await api.client.get(
+        "/v1/regions", params={"kind": "community", "parent_id": ids["other_street"]}
+    )
+    assert [r["name"] for r in in_street.json()["items"]] == ["当涂路社区"]
 
 
 async def test_listing_pages_with_a_cursor(api: Api) -> None:

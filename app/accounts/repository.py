@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, literal, select, update
+from sqlalchemy import case, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,12 +16,16 @@ async def get_by_phone(session: AsyncSession, phone: str) -> User | None:
     return await session.scalar(select(User).where(User.phone == phone))
 
 
-async def latest_refresh_token_id(session: AsyncSession, user_id: int) -> int:
-    """The id of the user's newest refresh token (0 if none): it moves at every login."""
-    newest = await session.scalar(
-        select(func.max(RefreshToken.id)).where(RefreshToken.user_id == user_id)
+async def latest_login(session: AsyncSession, user_id: int) -> str:
+    """The family of the user's newest refresh token ("" if none): it changes at every login
+    (password or code) and stays the same when the app refreshes its tokens."""
+    family = await session.scalar(
+        select(RefreshToken.family_id)
+        .where(RefreshToken.user_id == user_id)
+        .order_by(RefreshToken.id.desc())
+        .limit(1)
     )
-    return int(newest or 0)
+    return family or ""
 
 
 async def phone_exists(session: AsyncSession, phone: str) -> bool:

@@ -83,9 +83,11 @@ async def login(
     # more tries than guesses one by one; a good login starts the count again, so someone
     # logging in often on several devices is never refused.
     user = await repository.get_by_phone(session, phone)
-    # The count is kept per login "generation" (the newest refresh token, which every login
-    # makes), so it starts again after a good login.
-    since_login = str(await repository.latest_refresh_token_id(session, user.id) if user else 0)
+    # The count is kept per login (the family of the newest refresh token: a new one at
+    # every login, the same when the app only refreshes), so it starts again after a good
+    # login and not whenever the owner's app refreshes. Read for unknown phones too: the
+    # same work either way.
+    since_login = await repository.latest_login(session, user.id if user else 0)
     await limits.hit(
         limits.login_phone, "login_phone", otp.phone_key(phone, settings.secret_key), since_login
     )

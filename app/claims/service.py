@@ -79,6 +79,12 @@ async def claim_wish(
     # full, or the member is at capacity because of it).
     if seen is not None and seen.held and seen.status in LIVE_STATUSES:
         raise Conflict("already_claimed")
+    if (
+        seen is None
+        and attempt.wish_taken
+        and await repository.live_claim_exists(session, wish_id=wish_id, member_id=actor.user_id)
+    ):
+        raise Conflict("already_claimed")  # the wish took the slots: it is live
     if not attempt.wish_taken:
         if seen is not None and seen.full_for(actor.user_id, slots, event_id):
             # The statement saw it full: the usual loser of a rush, answered without reading.
@@ -89,10 +95,6 @@ async def claim_wish(
             session, actor, wish_id=wish_id, slots=slots, now=now, event_id=event_id
         )
     if not attempt.capacity_taken:
-        if seen is None and await repository.live_claim_exists(
-            session, wish_id=wish_id, member_id=actor.user_id
-        ):
-            raise Conflict("already_claimed")  # the wish took the slots: it is live
         wish = await wishes_repository.get(session, wish_id)
         assert wish is not None
         area_ids = (

@@ -1,7 +1,8 @@
-"""The in-app clock: periodic jobs (expiring overdue wishes; later, opening and closing
-events and releasing overdue claims) run inside the server, no cron needed. Each run is one
-write transaction; the jobs are idempotent conditional UPDATEs, so several server processes
-running them at once is harmless, and a restarted server catches up on its first tick."""
+"""The in-app clock: periodic jobs (claim reminders, purges) and ticks (opening and closing
+events, releasing overdue claims and settling overdue wishes: see ``app.main``) run inside
+the server, no cron needed. Each job run is one write transaction; the jobs are idempotent
+conditional UPDATEs, so several server processes running them at once is harmless, and a
+restarted server catches up on its first tick."""
 
 from __future__ import annotations
 

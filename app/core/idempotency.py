@@ -134,7 +134,7 @@ def _canonical_body(scope: Scope, body: bytes) -> bytes:
     if media_type == "application/json" or media_type.endswith("+json"):
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to compare
             return body
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     if media_type == "multipart/form-data":

@@ -10,12 +10,14 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
+    Integer,
     Select,
     and_,
     bindparam,
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -62,6 +64,21 @@ async def hold_open(session: AsyncSession, event_id: int) -> None:
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(
             select(ClaimEvent.id).where(ClaimEvent.id == event_id).with_for_update(read=True)
+        )
+
+
+async def hold_ranking(session: AsyncSession, event_id: int, member_id: int) -> None:
+    """Serialize one member's rankings of one event (a transaction-scoped advisory lock on
+    PostgreSQL; SQLite's writers are serialized anyway). Not the member's row: the ranking
+    then inserts rows whose foreign keys take KEY SHARE on wishes, and a withdrawal holds its
+    wish before its member, so holding the member first could deadlock with it."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(
+                func.pg_advisory_xact_lock(
+                    literal(event_id % 2**31, Integer), literal(member_id % 2**31, Integer)
+                )
+            )
         )
 
 

@@ -36,7 +36,6 @@ from app.events.models import (
     EventStatus,
     PoolState,
 )
-from app.members import repository as members_repository
 from app.notifications import service as notifications
 from app.notifications.models import NotificationKind
 from app.regions.access import Scope, scope_of
@@ -523,10 +522,10 @@ async def set_preferences(
         raise ValidationFailed("too_many_preferences", limit=MAX_PREFERENCES)
     if len(set(wish_ids)) != len(wish_ids):
         raise ValidationFailed("duplicate_preferences")
-    # Held against a close (which allocates from the preferences it reads), then the member,
-    # so two rankings sent at once by one member replace each other in turn.
+    # Held against a close (which allocates from the preferences it reads); two rankings
+    # sent at once by one member replace each other in turn.
     await repository.hold_open(session, event_id)
-    await members_repository.lock_member(session, actor.user_id)
+    await repository.hold_ranking(session, event_id, actor.user_id)
     event, _, _ = await _visible_event(session, actor, event_id)
     if event.mode != EventMode.allocate.value:
         raise Conflict("wrong_event_mode", extra={"mode": event.mode}, mode=event.mode)
@@ -548,7 +547,7 @@ async def set_preferences(
             extra={"wish_ids": [str(w) for w in wrong]},
         )
     wishes = await repository.wishes_by_id(session, wish_ids)
-    if any(w.resident_id == actor.user_id for w in wishes.values()):
+    if any(actor.user_id in (w.resident_id, w.creator_id) for w in wishes.values()):
         raise Conflict("own_wish")
     await repository.replace_preferences(session, event.id, actor.user_id, wish_ids, now)
     return list(wish_ids)
@@ -603,7 +602,7 @@ async def _run_allocation(session: AsyncSession, event: ClaimEvent) -> None:
                 )
             outcomes[index] = {"claim_id": str(claim.id), "skipped": None}
         except (Conflict, Forbidden, NotFound) as refusal:
-            outcomes[index] = {"claim_id": None, "skipped": refusal.message}
+            outcomes[index] = {"claim_id": None, "skipped": refusal.code}
         except IntegrityError:
             outcomes[index] = {"claim_id": None, "skipped": "already_claimed"}
     recorded = result.to_json()

@@ -100,7 +100,7 @@ async def recommendations(
     now = utcnow()
     areas = await members_repository.area_region_ids(session, actor.user_id)
     wishes = await repository.open_wishes(session, now=now, area_region_ids=sorted(areas))
-    wishes = [w for w in wishes if w.resident_id != actor.user_id]
+    wishes = [w for w in wishes if actor.user_id not in (w.resident_id, w.creator_id)]
     inputs = await repository.member_inputs(
         session, [member], wish_ids=[w.id for w in wishes], now=now
     )
@@ -270,7 +270,7 @@ async def apply_run(
                 )
         except DomainError as refusal:
             assignment.status = "skipped"
-            assignment.skip_reason = refusal.message
+            assignment.skip_reason = refusal.code
         else:
             assignment.status = "applied"
             assignment.claim_id = claim.id

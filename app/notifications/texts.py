@@ -26,6 +26,12 @@ _TITLES: dict[str, dict[Lang, str]] = {
         "zh-CN": "志愿者已完成心愿「{wish_title}」",
         "en": "A helper fulfilled “{wish_title}”",
     },
+    "claim_fulfilled:deadline": {
+        "zh-CN": "心愿「{wish_title}」已到截止时间，"
+        "志愿者完成了 {slots_fulfilled}/{slots_total} 个名额，请确认",
+        "en": "“{wish_title}” reached its deadline with {slots_fulfilled} of {slots_total} "
+        "slots fulfilled: please confirm",
+    },
     "claim_fulfilled:wish_fulfilled": {
         "zh-CN": "心愿「{wish_title}」已全部完成，请确认",
         "en": "“{wish_title}” is fulfilled: please confirm",
@@ -85,6 +91,8 @@ class _Blank(dict[str, Any]):
 
 def _variant(kind: str, data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     values = _Blank(data)
+    if kind == Kind.claim_fulfilled and data.get("cause") == "deadline":
+        return "claim_fulfilled:deadline", values
     if kind == Kind.claim_fulfilled and data.get("wish_status") == "fulfilled":
         return "claim_fulfilled:wish_fulfilled", values
     if kind == Kind.claim_revoked and data.get("cause") == "wish_cancelled":

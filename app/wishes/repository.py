@@ -196,12 +196,12 @@ async def overdue_exists(session: AsyncSession, now: datetime) -> bool:
     return (await session.scalar(select(Wish.id).where(*_overdue(now)).limit(1))) is not None
 
 
-async def expire_overdue(session: AsyncSession, now: datetime) -> int:
+async def expire_overdue(session: AsyncSession, now: datetime) -> list[Any]:
     """Past its deadline a wish with nothing claimed becomes ``expired``; one whose claimed
     slots are all fulfilled becomes ``fulfilled`` as far as it got (its resident confirms
     and thanks the helpers who came)."""
     nothing_claimed = Wish.slots_claimed == 0
-    ended = await session.scalars(
+    ended = await session.execute(
         update(Wish)
         .where(*_overdue(now))
         .values(
@@ -213,10 +213,18 @@ async def expire_overdue(session: AsyncSession, now: datetime) -> int:
             updated_at=now,
             version=Wish.version + 1,
         )
-        .returning(Wish.id)
+        .returning(
+            Wish.id,
+            Wish.status,
+            Wish.title,
+            Wish.resident_id,
+            Wish.creator_id,
+            Wish.slots_fulfilled,
+            Wish.slots_total,
+        )
         .execution_options(synchronize_session=False)
     )
-    return len(ended.all())
+    return list(ended.all())
 
 
 async def wishes_with_active_claim(

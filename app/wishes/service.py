@@ -555,7 +555,27 @@ async def confirm(
 
 
 async def expire_overdue(session: AsyncSession, *, now: datetime | None = None) -> int:
-    return await repository.expire_overdue(session, now or utcnow())
+    """Settle the wishes past their deadline; the owner of one that ends fulfilled as far as
+    it got is asked to confirm (it is their turn now)."""
+    ended = await repository.expire_overdue(session, now or utcnow())
+    told = [
+        (
+            row.resident_id if row.resident_id is not None else row.creator_id,
+            {
+                "wish_id": str(row.id),
+                "wish_title": row.title,
+                "wish_status": row.status,
+                "cause": "deadline",
+                "slots_fulfilled": row.slots_fulfilled,
+                "slots_total": row.slots_total,
+            },
+        )
+        for row in ended
+        if row.status == WishStatus.fulfilled.value
+    ]
+    if told:
+        await notifications.notify_each(session, kind=NotificationKind.claim_fulfilled, rows=told)
+    return len(ended)
 
 
 async def expire_due(database: Database) -> int:
@@ -567,4 +587,4 @@ async def expire_due(database: Database) -> int:
         if not await repository.overdue_exists(session, now):
             return 0
     async with database.transaction(write=True) as session:
-        return await repository.expire_overdue(session, now)
+        return await expire_overdue(session, now=now)

@@ -412,6 +412,11 @@ async def test_a_wish_deadline_ends_only_what_nobody_holds(world: World, clock: 
     assert finished.status_code == 200, finished.text
     await pass_deadlines(clock.database)
     assert await status(shared) == "fulfilled"  # two of three slots: as far as it got
+    # Its resident is asked to confirm now.
+    told = await inbox(world, world.resident, "claim_fulfilled")
+    assert told[0]["data"]["cause"] == "deadline"
+    assert "已到截止时间" in told[0]["title"]
+    assert "2/3" in told[0]["title"]
     confirmed = await api.client.post(
         f"/v1/wishes/{shared['id']}/confirm", json={"rating": 5}, headers=world.resident
     )

@@ -123,3 +123,17 @@ async def test_an_oversized_json_body_is_413_before_it_is_parsed(api: Api) -> No
     )
     assert fine.status_code == 201, fine.text
     assert await api.sql("SELECT count(*) FROM users") == [(1,)]
+    # Labelling it multipart does not get it past the cap: only photo uploads have their own.
+    relabelled = await api.client.post(
+        "/v1/auth/register",
+        content=huge,
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert relabelled.status_code == 413
+    # Nested too deep to compare under an Idempotency-Key: refused as bad JSON, never a 500.
+    deep = await api.client.post(
+        "/v1/auth/register",
+        content=b"[" * 100_000,
+        headers={"Content-Type": "application/json", "Idempotency-Key": "deep-1"},
+    )
+    assert deep.status_code in (400, 422), deep.text

@@ -515,6 +515,39 @@ async def test_allocation_queues_behind_a_claim_instead_of_deadlocking(world: Wo
     assert await event_violations(api) == {}
 
 
+async def test_claiming_a_held_wish_again_at_the_quota_is_already_claimed(world: World) -> None:
+    """A double tap in a rush: the member's quota is spent by this very wish, and both
+    databases answer already_claimed (not quota_reached)."""
+    api = world.api
+    shared = await world.wish("C1", slots=3)
+    event = (await create_event(world, per_member_quota=1)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    assert (await event_claim(world, event["id"], shared["id"], member)).status_code == 201
+    again = await event_claim(world, event["id"], shared["id"], member)
+    assert again.status_code == 409
+    assert again.json()["code"] == "already_claimed"
+
+
+async def test_a_wish_one_published_cannot_be_ranked(world: World) -> None:
+    api = world.api
+    for_name = await world.wish("C1", by=world.organizer, on_behalf_of={"name": "王奶奶"})
+    event = (await create_event(world, mode="allocate")).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    await api.client.post(
+        "/v1/members", json={"community_id": world.regions["C1"]}, headers=world.organizer
+    )
+    organizer_id = (await api.client.get("/v1/me", headers=world.organizer)).json()["id"]
+    await api.client.post(f"/v1/members/{organizer_id}/approve", headers=world.admin)
+    ranked = await api.client.put(
+        f"/v1/claim-events/{event['id']}/preferences",
+        json=[for_name["id"]],
+        headers=world.organizer,
+    )
+    assert ranked.status_code == 409
+    assert ranked.json()["code"] == "own_wish"
+
+
 async def test_cancelled_wish_gives_the_event_quota_back(world: World) -> None:
     api = world.api
     first = await world.wish("C1")

@@ -13,6 +13,7 @@ from app.core.errors import PayloadTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
 UPLOAD_PATH_ENDINGS = ("/photos", "/proof")
+BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 class BodyLimitMiddleware:
@@ -25,6 +26,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
+        if declared is None and scope.get("method") in BODILESS:
+            # A GET (a read, an event stream) is passed on untouched.
+            await self.app(scope, receive, send)
+            return
         if declared is not None:
             # The server delivers exactly what was announced.
             if declared > self.max_bytes:

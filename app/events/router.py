@@ -359,6 +359,30 @@ REPORT_COLUMNS = (
 )
 
 
+def _prefers_csv(accept: str | None) -> bool:
+    """Whether the Accept header ranks text/csv above JSON (q-values honoured; JSON wins
+    ties and is the default)."""
+    weights: dict[str, float] = {}
+    for item in (accept or "").split(","):
+        media_type, *parameters = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        weights[media_type.lower()] = max(weights.get(media_type.lower(), 0.0), quality)
+    csv_weight = weights.get("text/csv", 0.0)
+    json_weight = max(
+        weights.get("application/json", 0.0),
+        weights.get("application/*", 0.0),
+        weights.get("*/*", 0.0) if "text/csv" not in weights else 0.0,
+    )
+    return csv_weight > 0 and csv_weight > json_weight
+
+
 def _report_csv(report: EventReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -419,7 +443,7 @@ async def event_report(
             for wish, free, claimed in summary.unclaimed
         ],
     )
-    if accept and "text/csv" in accept and "application/json" not in accept:
+    if _prefers_csv(accept):
         return Response(
             _report_csv(report),
             media_type="text/csv; charset=utf-8",

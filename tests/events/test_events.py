@@ -719,3 +719,22 @@ async def test_a_feed_read_that_fails_announces_its_rows_on_the_next(world: Worl
     finally:
         await feeds.close()
         await database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("accept", "csv"),
+    [
+        ("text/csv", True),
+        (None, False),
+        ("application/json", False),
+        ("text/csv, application/json;q=0.1", True),
+        ("application/json;q=0, text/csv", True),
+        ("text/csv, application/json", False),  # a tie: JSON
+        ("text/csv;q=0", False),
+        ("*/*", False),
+    ],
+)
+def test_the_report_follows_accept_q_values(accept: str | None, csv: bool) -> None:
+    from app.events.router import _prefers_csv
+
+    assert _prefers_csv(accept) is csv

@@ -157,7 +157,8 @@ async def get_claim(
     responses=problem_responses(401, 404, 409, 422),
 )
 async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
-    return claim_read(await service.withdraw(session, actor, claim_id=claim_id))
+    claim, wish = await service.withdraw(session, actor, claim_id=claim_id)
+    return claim_read(claim, wish=wish)
 
 
 @router.post(
@@ -170,7 +171,8 @@ async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentAc
     responses=problem_responses(401, 404, 409, 422),
 )
 async def extend_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
-    return claim_read(await service.extend(session, actor, claim_id=claim_id))
+    claim, wish = await service.extend(session, actor, claim_id=claim_id)
+    return claim_read(claim, wish=wish)
 
 
 @router.post(
@@ -182,7 +184,8 @@ async def fulfil_claim(
     claim_id: ClaimId, session: DbSession, actor: CurrentActor, body: FulfilIn | None = None
 ) -> ClaimRead:
     note = body.note if body else ""
-    return claim_read(await service.fulfil(session, actor, claim_id=claim_id, note=note))
+    claim, wish = await service.fulfil(session, actor, claim_id=claim_id, note=note)
+    return claim_read(claim, wish=wish)
 
 
 @router.post(
@@ -193,4 +196,5 @@ async def fulfil_claim(
 async def revoke_claim(
     claim_id: ClaimId, body: RevokeIn, session: DbSession, actor: CurrentActor
 ) -> ClaimRead:
-    return claim_read(await service.revoke(session, actor, claim_id=claim_id, reason=body.reason))
+    claim, wish = await service.revoke(session, actor, claim_id=claim_id, reason=body.reason)
+    return claim_read(claim, wish=wish)

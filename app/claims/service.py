@@ -242,9 +242,9 @@ async def _end_claim(
     return ended
 
 
-async def withdraw(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim:
+async def withdraw(session: AsyncSession, actor: Actor, *, claim_id: int) -> tuple[Claim, Wish]:
     claim = await _own_claim(session, actor, claim_id)
-    return await _end_claim(
+    ended = await _end_claim(
         session,
         claim,
         status=ClaimStatus.withdrawn,
@@ -252,9 +252,12 @@ async def withdraw(session: AsyncSession, actor: Actor, *, claim_id: int) -> Cla
         ended_by=actor.user_id,
         reason=None,
     )
+    return await _with_wish(session, ended)
 
 
-async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: str) -> Claim:
+async def revoke(
+    session: AsyncSession, actor: Actor, *, claim_id: int, reason: str
+) -> tuple[Claim, Wish]:
     claim = await repository.get(session, claim_id)
     if claim is None:
         raise NotFound(resource="claim")
@@ -281,10 +284,12 @@ async def revoke(session: AsyncSession, actor: Actor, *, claim_id: int, reason: 
             "reason": reason,
         },
     )
-    return revoked
+    return await _with_wish(session, revoked)
 
 
-async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: str) -> Claim:
+async def fulfil(
+    session: AsyncSession, actor: Actor, *, claim_id: int, note: str
+) -> tuple[Claim, Wish]:
     claim = await _own_claim(session, actor, claim_id)
     now = utcnow()
     done = await _close_active_claim(
@@ -306,7 +311,14 @@ async def fulfil(session: AsyncSession, actor: Actor, *, claim_id: int, note: st
         kind=NotificationKind.claim_fulfilled,
         data={"claim_id": str(done.id), "slots": done.slots},
     )
-    return done
+    return await _with_wish(session, done)
+
+
+async def _with_wish(session: AsyncSession, claim: Claim) -> tuple[Claim, Wish]:
+    """An action's claim with its wish as the action left it (the app shows both)."""
+    wish = await wishes_repository.get(session, claim.wish_id)
+    assert wish is not None, "a claim's wish is deleted with it"
+    return claim, wish
 
 
 async def get_claim(session: AsyncSession, actor: Actor, *, claim_id: int) -> tuple[Claim, Wish]:
@@ -354,7 +366,7 @@ async def claims_of_wish(
 # --- claim deadlines -----------------------------------------------------------------------
 
 
-async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim:
+async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> tuple[Claim, Wish]:
     """The claimer's one extension of an active claim's deadline: the category's period
     again."""
     claim = await _own_claim(session, actor, claim_id)
@@ -386,7 +398,7 @@ async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> Claim
     )
     if extended is None:  # only if something above changed meanwhile: the statement decides
         raise Conflict("already_extended")
-    return extended
+    return await _with_wish(session, extended)
 
 
 def _rfc3339(moment: datetime | None) -> str | None:

@@ -231,6 +231,9 @@ async def test_withdraw_returns_slots_and_reopens(world: World) -> None:
     withdrawn = await api.client.post(f"/v1/claims/{claim['id']}/withdraw", headers=member)
     assert withdrawn.status_code == 200
     assert withdrawn.json()["status"] == "withdrawn"
+    # The answer carries the wish as the withdrawal left it, for the app to show at once.
+    assert withdrawn.json()["wish"]["status"] == "open"
+    assert withdrawn.json()["wish"]["id"] == wish["id"]
     state = await wish_of(world, wish["id"])
     assert (state["status"], state["slots_claimed"]) == ("open", 0)
     twice = await api.client.post(f"/v1/claims/{claim['id']}/withdraw", headers=member)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.pagination import Page
 from app.core.types import Id, Input
@@ -86,7 +86,10 @@ class ResourceIn(Input):
     service_region_ids: list[Id] = Field(
         default_factory=list,
         max_length=SERVICE_REGIONS_MAX,
-        description="Regions (any level) where this is offered, besides the home community.",
+        # The issue calls them "service regions": that spelling is taken too.
+        validation_alias=AliasChoices("service_region_ids", "service_regions"),
+        description="Regions (any level) where this is offered, besides the home community "
+        "(also accepted as `service_regions`).",
     )
 
 

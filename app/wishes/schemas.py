@@ -6,6 +6,7 @@ from typing import Annotated
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -60,6 +61,13 @@ class OnBehalfOf(Input):
         return self
 
 
+def _bare_user_id(value: object) -> object:
+    """``"on_behalf_of": "42"`` is read as ``{"user_id": "42"}``."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return {"user_id": value}
+    return value
+
+
 class WishCreate(Input):
     model_config = ConfigDict(
         extra="forbid",
@@ -87,8 +95,11 @@ class WishCreate(Input):
     contact: ContactIn | None = Field(
         default=None, description="Defaults to the resident's name and phone."
     )
-    on_behalf_of: OnBehalfOf | None = Field(
-        default=None, description="Organizers only: publish for another resident."
+    on_behalf_of: Annotated[OnBehalfOf | None, BeforeValidator(_bare_user_id)] = Field(
+        default=None,
+        description='Organizers only: publish for another resident: `{"user_id"}` of a '
+        'registered one (a bare user id is taken too) or `{"name"}` of someone without '
+        "the app.",
     )
 
 

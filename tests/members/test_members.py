@@ -147,6 +147,11 @@ async def test_roster_replace_and_read(world: World) -> None:
     assert got.json() == put.json()
     by_organizer = await api.client.get(f"/v1/members/{user_id}/resources", headers=world.organizer)
     assert by_organizer.status_code == 200
+    # "Service regions", as the issue names them, is the same field.
+    spelled = [{"category": "repair", "title": "维修", "service_regions": [world.regions["C2"]]}]
+    put = await api.client.put("/v1/members/me/resources", json=spelled, headers=headers)
+    assert put.status_code == 200, put.text
+    assert put.json()["items"][0]["service_region_ids"] == [world.regions["C2"]]
 
     replaced = await api.client.put("/v1/members/me/resources", json=[], headers=headers)
     assert replaced.json()["items"] == []

@@ -88,6 +88,8 @@ async def test_organizer_publishes_on_behalf(world: World) -> None:
     for_user = await world.wish(by=world.organizer, on_behalf_of={"user_id": world.resident_id})
     assert for_user["resident_id"] == world.resident_id
     assert for_user["beneficiary_name"] == "王阿姨"
+    bare = await world.wish(by=world.organizer, on_behalf_of=world.resident_id)  # a bare id
+    assert bare["resident_id"] == world.resident_id
     # The resident sees it as theirs.
     mine = await api.client.get("/v1/wishes", params={"mine": "true"}, headers=world.resident)
     assert for_user["id"] in [w["id"] for w in mine.json()["items"]]

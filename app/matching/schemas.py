@@ -50,7 +50,7 @@ class RecommendationRead(BaseModel):
     breakdown: ScoreBreakdown
 
 
-class RecommendationList(Input):
+class RecommendationList(BaseModel):
     items: list[RecommendationRead]
     next_cursor: None = None
 

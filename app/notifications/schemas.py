@@ -49,7 +49,7 @@ class NotificationPage(Page[NotificationRead]):
     pass
 
 
-class UnreadCount(Input):
+class UnreadCount(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"unread": 3}})
 
     unread: int

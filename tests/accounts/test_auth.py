@@ -7,8 +7,7 @@ import pytest
 
 from app.core.db import utcnow
 from tests.conftest import TEST_SECRET, Api
-
-PROBLEM = "application/problem+json"
+from tests.problems import PROBLEM
 
 pytestmark = pytest.mark.anyio
 

@@ -29,10 +29,10 @@ from app.core.sms import FileSmsSender, LogSmsSender
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.live import live_server
+from tests.problems import assert_problem
 
 pytestmark = pytest.mark.anyio
 
-PROBLEM = "application/problem+json"
 PHONE = "13800138000"
 E164 = "+8613800138000"
 
@@ -112,14 +112,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
         )
 
     return move
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
 
 
 def assert_rate_limited(response: httpx.Response, code: str = "rate_limited") -> None:

@@ -11,21 +11,9 @@ import pytest
 from app.core.errors import InvalidState
 from app.main import create_app
 from tests.conftest import Api, make_settings
+from tests.problems import assert_problem
 
 pytestmark = pytest.mark.anyio
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"] == f"/problems/{code}"
-    assert body["title"]
-    assert body["detail"]
-    return body
 
 
 async def test_unknown_route_is_a_problem(api: Api) -> None:

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -18,11 +17,10 @@ from app.core.db import utcnow
 from app.photos import signing
 from tests.conftest import Api
 from tests.photos import samples
+from tests.problems import assert_problem
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -48,14 +46,6 @@ async def upload(
     return await world.api.client.post(
         path, files={"file": (filename, data, content_type)}, headers=headers
     )
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    return body
 
 
 def opened(data: bytes) -> Image.Image:

@@ -500,8 +500,16 @@ _BOARD_HTML: str | None = None
     summary="The live board page for the big screen (HTML; no external assets)",
     response_class=HTMLResponse,
     include_in_schema=True,
+    responses=problem_responses(404, 422),
 )
-async def event_board(event_id: EventId) -> HTMLResponse:
+async def event_board(
+    event_id: EventId,
+    session: DbSession,
+    token: Annotated[str | None, Query(max_length=64, description="The board token.")] = None,
+) -> HTMLResponse:
+    # An unknown event, or a board link with a wrong token, is a 404 rather than a page
+    # that would only ever show an error.
+    await service.require_board_token(session, event_id=event_id, token=token)
     global _BOARD_HTML
     if _BOARD_HTML is None:
         _BOARD_HTML = resources.files("app.events").joinpath("board.html").read_text("utf-8")

@@ -239,11 +239,14 @@ async def update_event(
     return (await _views(session, actor, [event]))[0]
 
 
-async def require_board_token(session: AsyncSession, *, event_id: int, token: str) -> None:
+async def require_board_token(session: AsyncSession, *, event_id: int, token: str | None) -> None:
     """The live board's read-only access: the event's own token (compared in constant
-    time); anything else is an unknown event."""
+    time); anything else is an unknown event. Without a token only the event's existence
+    is checked (the board page then asks its viewer to sign in through the feed)."""
     event = await repository.get(session, event_id)
-    if event is None or not hmac.compare_digest(event.board_token.encode(), token.encode()):
+    if event is None or (
+        token is not None and not hmac.compare_digest(event.board_token.encode(), token.encode())
+    ):
         raise NotFound(resource="claim_event")
 
 

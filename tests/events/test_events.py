@@ -15,6 +15,7 @@ from app.main import create_app
 from tests.conftest import Api, make_settings
 from tests.invariants import violations
 from tests.locks import lock_row, other_transaction, until_someone_waits
+from tests.problems import assert_problem
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -621,6 +622,13 @@ async def test_stream_and_board_access(world: World) -> None:
     assert "EventSource" in page
     assert "http://" not in page  # no external assets
     assert "https://" not in page
+    # With its token the board opens; an unknown event or a wrong token is a 404.
+    token = event["board_url"].split("token=")[1]
+    assert (await api.client.get(f"/board/events/{event['id']}?token={token}")).status_code == 200
+    assert_problem(
+        await api.client.get(f"/board/events/{event['id']}?token=nope"), 404, "not_found"
+    )
+    assert_problem(await api.client.get("/board/events/987654"), 404, "not_found")
 
 
 async def test_bad_input_changes_nothing(world: World) -> None:

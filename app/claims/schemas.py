@@ -14,7 +14,9 @@ from app.wishes.models import MAX_SLOTS, REASON_MAX, WishStatus
 class ClaimCreate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"slots": 1}})
 
-    slots: int = Field(default=1, ge=1, le=MAX_SLOTS, description="Slots of the wish to take.")
+    slots: int = Field(
+        strict=True, default=1, ge=1, le=MAX_SLOTS, description="Slots of the wish to take."
+    )
 
 
 class FulfilIn(Input):

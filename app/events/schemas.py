@@ -46,7 +46,11 @@ class EventCreate(Input):
         default=None, description="When it closes; without it an organizer closes it."
     )
     per_member_quota: int = Field(
-        default=3, ge=1, le=MAX_QUOTA, description="Live claims a member may hold in the event."
+        strict=True,
+        default=3,
+        ge=1,
+        le=MAX_QUOTA,
+        description="Live claims a member may hold in the event.",
     )
     wish_ids: list[Id] = Field(
         default_factory=list,
@@ -67,7 +71,7 @@ class EventUpdate(Input):
     )
     starts_at: UTCTime | None = None
     ends_at: UTCTime | None = None
-    per_member_quota: int | None = Field(default=None, ge=1, le=MAX_QUOTA)
+    per_member_quota: int | None = Field(strict=True, default=None, ge=1, le=MAX_QUOTA)
 
 
 class WishIdsIn(Input):
@@ -84,7 +88,7 @@ class EventClaimCreate(Input):
     )
 
     wish_id: Id
-    slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
+    slots: int = Field(strict=True, default=1, ge=1, le=MAX_SLOTS)
 
 
 class PreferencesIn(Input):

@@ -28,6 +28,7 @@ class MemberApply(Input):
         description="The member's home community (a region of kind community)."
     )
     capacity: int = Field(
+        strict=True,
         default=3,
         ge=1,
         le=10,
@@ -39,6 +40,7 @@ class MemberUpdate(Input):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"capacity": 5}})
 
     capacity: int = Field(
+        strict=True,
         ge=0,
         le=MAX_CAPACITY,
         description="Lowering it below the claims held keeps them and blocks new ones.",
@@ -82,7 +84,7 @@ class ResourceIn(Input):
     description: Annotated[
         str, StringConstraints(strip_whitespace=True, max_length=RESOURCE_DESCRIPTION_MAX)
     ] = ""
-    quantity: int = Field(default=1, ge=1, le=9999)
+    quantity: int = Field(strict=True, default=1, ge=1, le=9999)
     service_region_ids: list[Id] = Field(
         default_factory=list,
         max_length=SERVICE_REGIONS_MAX,

@@ -89,7 +89,11 @@ class WishCreate(Input):
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     region_id: Id = Field(description="A community or a grid.")
     slots_total: int = Field(
-        default=1, ge=1, le=MAX_SLOTS, description="Helpers or units needed (many-to-one)."
+        strict=True,
+        default=1,
+        ge=1,
+        le=MAX_SLOTS,
+        description="Helpers or units needed (many-to-one).",
     )
     deadline: UTCTime | None = Field(default=None, description="In the future, within a year.")
     contact: ContactIn | None = Field(
@@ -116,7 +120,11 @@ class WishUpdate(Input):
     description: Annotated[str, _text(WISH_DESCRIPTION_MAX)] | None = None
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     slots_total: int | None = Field(
-        default=None, ge=1, le=MAX_SLOTS, description="Not below the slots already claimed."
+        strict=True,
+        default=None,
+        ge=1,
+        le=MAX_SLOTS,
+        description="Not below the slots already claimed.",
     )
     deadline: UTCTime | None = None
     contact: ContactIn | None = None
@@ -141,7 +149,7 @@ class ConfirmIn(Input):
         extra="forbid", json_schema_extra={"example": {"rating": 5, "thanks": "谢谢小李！"}}
     )
 
-    rating: int | None = Field(default=None, ge=1, le=5)
+    rating: int | None = Field(strict=True, default=None, ge=1, le=5)
     thanks: Annotated[str, _text(THANKS_MAX)] | None = None
 
 

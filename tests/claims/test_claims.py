@@ -214,7 +214,15 @@ async def test_claims_only_on_open_wishes(world: World) -> None:
     published = await world.claim(for_name["id"], world.organizer)
     assert published.status_code == 409
     assert published.json()["code"] == "own_wish"
-    for body in ({"slots": 0}, {"slots": 101}, {"slots": "two"}, {"member_id": "1"}):
+    for body in (
+        {"slots": 0},
+        {"slots": 101},
+        {"slots": "two"},
+        {"slots": "1"},
+        {"slots": True},
+        {"slots": 1.0},
+        {"member_id": "1"},
+    ):
         bad = await api.client.post(f"/v1/wishes/{own['id']}/claims", json=body, headers=member)
         assert bad.status_code == 422, body
 

@@ -259,6 +259,11 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
+            if "requestBody" in operation:
+                # Every body is capped (uploads by their own limits, the rest at 1 MiB).
+                operation.setdefault("responses", {}).setdefault(
+                    "413", {"description": "Payload too large"}
+                )
             for status, response in operation.get("responses", {}).items():
                 if status[:1] in {"4", "5"}:
                     response["content"] = problem_content

@@ -823,23 +823,25 @@ async def release_member_capacity(session: AsyncSession, member_ids: Sequence[in
 
 async def end_all_active_claims_of_wish(
     session: AsyncSession, *, wish_id: int, values: dict[str, Any]
-) -> list[int]:
-    """End every active claim of a wish; returns the members whose capacity frees up.
-    Event claims give their event quota back too (after the members: the lock order)."""
+) -> list[tuple[int, int]]:
+    """End every active claim of a wish; returns (member, claim) of each, the members
+    being those whose capacity frees up. Event claims give their event quota back too
+    (after the members: the lock order)."""
     rows = (
         await session.execute(
             update(Claim)
             .where(Claim.wish_id == wish_id, Claim.status == ClaimStatus.active.value)
             .values(version=Claim.version + 1, **values)
-            .returning(Claim.member_id, Claim.event_id)
+            .returning(Claim.member_id, Claim.id, Claim.event_id)
             .execution_options(synchronize_session=False)
         )
     ).all()
-    members = [row[0] for row in rows]
-    await release_member_capacity(session, members)
-    for member_id, event_id in sorted((row[0], row[1]) for row in rows if row[1] is not None):
+    await release_member_capacity(session, [row.member_id for row in rows])
+    for member_id, event_id in sorted(
+        (row.member_id, row.event_id) for row in rows if row.event_id is not None
+    ):
         await return_event_quota(session, event_id=event_id, member_id=member_id)
-    return members
+    return [(row.member_id, row.id) for row in rows]
 
 
 async def get(session: AsyncSession, claim_id: int) -> Claim | None:

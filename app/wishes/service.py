@@ -487,7 +487,7 @@ async def cancel(
         action="cancel",
         extra_conditions=[Wish.slots_fulfilled == 0],
     )
-    ended_members = await claims_repository.end_all_active_claims_of_wish(
+    ended = await claims_repository.end_all_active_claims_of_wish(
         session,
         wish_id=wish_id,
         values={
@@ -498,16 +498,22 @@ async def cancel(
             "updated_at": now,
         },
     )
-    await notifications.notify(
+    await notifications.notify_each(
         session,
-        user_ids=ended_members,
         kind=NotificationKind.claim_revoked,
-        data={
-            "wish_id": str(wish_id),
-            "wish_title": view.wish.title,
-            "cause": "wish_cancelled",
-            "reason": reason,
-        },
+        rows=[
+            (
+                member_id,
+                {
+                    "claim_id": str(claim_id),
+                    "wish_id": str(wish_id),
+                    "wish_title": view.wish.title,
+                    "cause": "wish_cancelled",
+                    "reason": reason,
+                },
+            )
+            for member_id, claim_id in ended
+        ],
     )
     return view
 

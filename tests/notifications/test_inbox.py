@@ -171,9 +171,14 @@ async def test_rejection_revocation_and_cancellation(world: World) -> None:
     assert cancelled.status_code == 200
     told = (await inbox(world, member))[0]
     assert told["kind"] == "claim_revoked"
-    assert told["data"]["cause"] == "wish_cancelled"
+    assert told["data"] == {
+        "claim_id": again["id"],
+        "wish_id": wish["id"],
+        "wish_title": "需要一台轮椅",
+        "cause": "wish_cancelled",
+        "reason": "已自行解决",
+    }
     assert told["title"] == "心愿「需要一台轮椅」已取消，您的认领随之结束"
-    assert again["id"]
 
 
 async def test_a_refused_claim_tells_nobody(world: World) -> None:

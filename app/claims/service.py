@@ -24,6 +24,7 @@ from app.notifications import service as notifications
 from app.notifications.models import NotificationKind
 from app.regions.access import scope_of
 from app.wishes import repository as wishes_repository
+from app.wishes import service as wishes_service
 from app.wishes.models import LIVE_STATUSES, NEVER_PUBLISHED, Wish, WishStatus
 from app.wishes.service import is_owner, may_see
 
@@ -239,6 +240,9 @@ async def _end_claim(
             session, event_id=ended.event_id, member_id=ended.member_id
         )
     await repository.give_back_slots(session, wish_id=ended.wish_id, slots=ended.slots, now=now)
+    # Past the wish's deadline, what is left of it is settled now (expired when nothing is
+    # claimed any more, fulfilled when the rest is), as the deadline clock would.
+    await wishes_service.expire_overdue(session, now=now, wish_ids=[ended.wish_id])
     return ended
 
 
@@ -304,6 +308,7 @@ async def fulfil(
         },
     )
     await repository.count_fulfilled_slots(session, wish_id=done.wish_id, slots=done.slots, now=now)
+    await wishes_service.expire_overdue(session, now=now, wish_ids=[done.wish_id])
     # wish_status "fulfilled" when this was the last slot: the resident may confirm now.
     await notifications.notify_wish_owner(
         session,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -196,14 +196,17 @@ async def overdue_exists(session: AsyncSession, now: datetime) -> bool:
     return (await session.scalar(select(Wish.id).where(*_overdue(now)).limit(1))) is not None
 
 
-async def expire_overdue(session: AsyncSession, now: datetime) -> list[Any]:
+async def expire_overdue(
+    session: AsyncSession, now: datetime, *, wish_ids: Sequence[int] | None = None
+) -> list[Any]:
     """Past its deadline a wish with nothing claimed becomes ``expired``; one whose claimed
     slots are all fulfilled becomes ``fulfilled`` as far as it got (its resident confirms
-    and thanks the helpers who came)."""
+    and thanks the helpers who came). All such wishes, or only these."""
     nothing_claimed = Wish.slots_claimed == 0
+    only = [Wish.id.in_(list(wish_ids))] if wish_ids is not None else []
     ended = await session.execute(
         update(Wish)
-        .where(*_overdue(now))
+        .where(*_overdue(now), *only)
         .values(
             status=case(
                 (nothing_claimed, WishStatus.expired.value), else_=WishStatus.fulfilled.value

@@ -560,10 +560,13 @@ async def confirm(
     return view
 
 
-async def expire_overdue(session: AsyncSession, *, now: datetime | None = None) -> int:
-    """Settle the wishes past their deadline; the owner of one that ends fulfilled as far as
-    it got is asked to confirm (it is their turn now)."""
-    ended = await repository.expire_overdue(session, now or utcnow())
+async def expire_overdue(
+    session: AsyncSession, *, now: datetime | None = None, wish_ids: Sequence[int] | None = None
+) -> int:
+    """Settle the wishes past their deadline (all, or only these: a claim action settles its
+    wish at once rather than leave it for the clock); the owner of one that ends fulfilled
+    as far as it got is asked to confirm (it is their turn now)."""
+    ended = await repository.expire_overdue(session, now or utcnow(), wish_ids=wish_ids)
     told = [
         (
             row.resident_id if row.resident_id is not None else row.creator_id,

@@ -399,9 +399,11 @@ async def test_deadline_expires_unclaimed_wishes(world: World) -> None:
     soon = (utcnow() + timedelta(hours=1)).isoformat()
     unclaimed = await world.wish(deadline=soon)
     partly = await world.wish(slots=2, deadline=soon)
+    dropped = await world.wish(slots=2, deadline=soon)
     pending = await world.wish(approve=False, deadline=soon)
     member, _ = await world.member()
-    assert (await world.claim(partly["id"], member)).status_code == 201
+    held = (await world.claim(partly["id"], member)).json()
+    let_go = (await world.claim(dropped["id"], member)).json()
     await api.sql("UPDATE wishes SET deadline = :past", past=utcnow() - timedelta(seconds=1))
 
     # Until the clock runs, the deadline alone already stops new claims.
@@ -419,6 +421,17 @@ async def test_deadline_expires_unclaimed_wishes(world: World) -> None:
         for w in (unclaimed["id"], partly["id"], pending["id"])
     }
     assert statuses == {unclaimed["id"]: "expired", partly["id"]: "open", pending["id"]: "expired"}
+
+    # Its claims settle such a wish at once, as the clock would: fulfilled as far as it got,
+    # or expired when the last claim is let go.
+    fulfilled = await api.client.post(
+        f"/v1/claims/{held['id']}/fulfil", json={"note": "送到了"}, headers=member
+    )
+    assert fulfilled.status_code == 200, fulfilled.text
+    assert fulfilled.json()["wish"]["status"] == "fulfilled"
+    withdrawn = await api.client.post(f"/v1/claims/{let_go['id']}/withdraw", headers=member)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert withdrawn.json()["wish"]["status"] == "expired"
 
 
 async def test_text_with_nul_is_refused_alike_on_both_databases(world: World) -> None:

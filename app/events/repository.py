@@ -399,6 +399,22 @@ async def all_preferences(session: AsyncSession, event_id: int) -> list[tuple[in
     return [(row[0], row[1], row[2]) for row in rows.all()]
 
 
+async def held_pairs(
+    session: AsyncSession, wish_ids: Sequence[int], member_ids: Sequence[int]
+) -> set[tuple[int, int]]:
+    """(member, wish) pairs among these that a live claim already joins."""
+    if not wish_ids or not member_ids:
+        return set()
+    rows = await session.execute(
+        select(Claim.member_id, Claim.wish_id).where(
+            Claim.wish_id.in_(sorted(set(wish_ids))),
+            Claim.member_id.in_(sorted(set(member_ids))),
+            Claim.status.in_(LIVE_CLAIM),
+        )
+    )
+    return {(row[0], row[1]) for row in rows.all()}
+
+
 async def member_limits(
     session: AsyncSession, event_id: int, member_ids: Sequence[int], quota: int
 ) -> list[tuple[int, int]]:

@@ -40,7 +40,7 @@ from app.notifications import service as notifications
 from app.notifications.models import NotificationKind
 from app.regions.access import Scope, scope_of
 from app.regions.models import Region, RegionKind
-from app.wishes.models import Wish
+from app.wishes.models import Wish, WishStatus
 
 logger = logging.getLogger("microwish.events")
 
@@ -552,6 +552,10 @@ async def set_preferences(
     wishes = await repository.wishes_by_id(session, wish_ids)
     if any(actor.user_id in (w.resident_id, w.creator_id) for w in wishes.values()):
         raise Conflict("own_wish")
+    held = sorted(w for _, w in await repository.held_pairs(session, wish_ids, [actor.user_id]))
+    if held:
+        # Claimed before the event: the member has it already.
+        raise Conflict("already_claimed", extra={"wish_ids": [str(w) for w in held]})
     await repository.replace_preferences(session, event.id, actor.user_id, wish_ids, now)
     return list(wish_ids)
 
@@ -565,13 +569,23 @@ async def get_preferences(session: AsyncSession, actor: Actor, *, event_id: int)
 
 
 async def _allocation_inputs(session: AsyncSession, event: ClaimEvent) -> AllocationInputs:
+    """What the allocation may hand out: the pool's wishes still open with free slots (not
+    one cancelled or expired meanwhile), and the rankings except for wishes a member already
+    holds (a claim from before the event): such a pair could not become a claim, and
+    assigning it would waste the slot and the member's turn."""
     pooled = await repository.pooled_wishes(session, event.id)
     wishes = [
         (wish.id, wish.slots_total - wish.slots_claimed)
         for _, wish in pooled
-        if wish.event_id == event.id and wish.slots_claimed < wish.slots_total
+        if wish.event_id == event.id
+        and wish.status == WishStatus.open.value
+        and wish.slots_claimed < wish.slots_total
     ]
-    preferences = await repository.all_preferences(session, event.id)
+    ranked = await repository.all_preferences(session, event.id)
+    held = await repository.held_pairs(
+        session, [w for w, _ in wishes], [m for m, _, _ in ranked]
+    )
+    preferences = [(m, w, rank) for m, w, rank in ranked if (m, w) not in held]
     members = await repository.member_limits(
         session, event.id, [m for m, _, _ in preferences], event.per_member_quota
     )

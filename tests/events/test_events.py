@@ -472,6 +472,44 @@ async def test_allocate_mode(world: World) -> None:
     assert await event_violations(api) == {}
 
 
+async def test_allocation_hands_out_only_what_can_still_be_claimed(world: World) -> None:
+    """A wish cancelled while pooled is left out (its rankers get their next choice), and a
+    member cannot rank a wish they claimed before the event."""
+    api = world.api
+    shared = await world.wish("C1", slots=2)
+    gone = await world.wish("C1")
+    kept = await world.wish("C2")
+    holder, _ = await world.member("C1")
+    assert (await world.claim(shared["id"], holder)).status_code == 201
+    event = (await create_event(world, mode="allocate", per_member_quota=1)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    url = f"/v1/claim-events/{event['id']}/preferences"
+    held = await api.client.put(url, json=[shared["id"]], headers=holder)
+    assert_problem(held, 409, "already_claimed")
+    assert held.json()["wish_ids"] == [shared["id"]]
+    ranker, ranker_id = await world.member("C3")
+    other, other_id = await world.member("C3")
+    assert (await api.client.put(url, json=[gone["id"], kept["id"]], headers=ranker)).is_success
+    assert (await api.client.put(url, json=[shared["id"]], headers=other)).is_success
+    cancelled = await api.client.post(
+        f"/v1/wishes/{gone['id']}/cancel", json={"reason": "已解决"}, headers=world.organizer
+    )
+    assert cancelled.status_code == 200, cancelled.text
+
+    closed = await api.client.post(f"/v1/claim-events/{event['id']}/close", headers=world.organizer)
+    assert closed.status_code == 200, closed.text
+    body = (
+        await api.client.get(f"/v1/claim-events/{event['id']}/allocation", headers=ranker)
+    ).json()
+    assert gone["id"] not in {w["wish_id"] for w in body["inputs"]["wishes"]}
+    pairs = {(p["wish_id"], p["member_id"]): p["claim_id"] for p in body["result"]["pairs"]}
+    assert set(pairs) == {(kept["id"], ranker_id), (shared["id"], other_id)}
+    assert all(pairs.values())
+    assert body["identical"] is True
+    assert await violations(api.settings.database_url) == {}
+    assert await event_violations(api) == {}
+
+
 async def test_rankings_sent_at_once_replace_each_other(world: World) -> None:
     api = world.api
     wishes = [await world.wish("C1") for _ in range(3)]

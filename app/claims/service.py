@@ -77,14 +77,19 @@ async def claim_wish(
         return attempt.claim
     seen = attempt.seen
     # Holding a live wish already is the answer whatever else stands in the way (it is
-    # full, or the member is at capacity because of it).
+    # full, or the member is at capacity because of it); only an event that is not live
+    # (or of the wrong mode) comes first, as it does on every other refusal.
     if seen is not None and seen.held and seen.status in LIVE_STATUSES:
+        if explain_event is not None:
+            await explain_event()
         raise Conflict("already_claimed")
     if (
         seen is None
         and attempt.wish_taken
         and await repository.live_claim_exists(session, wish_id=wish_id, member_id=actor.user_id)
     ):
+        if explain_event is not None:
+            await explain_event()
         raise Conflict("already_claimed")  # the wish took the slots: it is live
     if not attempt.wish_taken:
         if seen is not None and seen.full_for(actor.user_id, slots, event_id):

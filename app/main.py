@@ -226,6 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
+    # Claim events this process has seen opened (see app.events.router.opened_on_time).
+    app.state.events_past_opening = set()
     app.state.rate_limits = RateLimits(settings)
     app.state.sms = SmsOutbox(create_sms_sender(settings))
     install_problem_handlers(app)

@@ -442,27 +442,31 @@ async def advance_due(session: AsyncSession) -> int:
     return len(due)
 
 
-async def catch_up(database: Database, event_id: int) -> None:
+async def catch_up(database: Database, event_id: int) -> str | None:
     """Before serving an event: if the clock has not yet opened or closed it on time, do it
-    now, in its own write transaction (a read-only check otherwise)."""
+    now, in its own write transaction (a read-only check otherwise). Returns the event's
+    status then (None: no such event)."""
     now = utcnow()
     async with database.transaction(write=False) as session:
         event = await session.get(ClaimEvent, event_id)
-        due = event is not None and (
-            (
-                event.status == EventStatus.scheduled.value
-                and event.starts_at is not None
-                and event.starts_at <= now
-            )
-            or (
-                event.status == EventStatus.live.value
-                and event.ends_at is not None
-                and event.ends_at <= now
-            )
+        if event is None:
+            return None
+        status = event.status
+        due = (
+            event.status == EventStatus.scheduled.value
+            and event.starts_at is not None
+            and event.starts_at <= now
+        ) or (
+            event.status == EventStatus.live.value
+            and event.ends_at is not None
+            and event.ends_at <= now
         )
     if due:
         async with database.transaction(write=True) as session:
             await advance(session, event_id, now)
+            advanced = await repository.get(session, event_id)
+            status = advanced.status if advanced is not None else status
+    return status
 
 
 async def catch_up_all(database: Database) -> int:
@@ -582,9 +586,7 @@ async def _allocation_inputs(session: AsyncSession, event: ClaimEvent) -> Alloca
         and wish.slots_claimed < wish.slots_total
     ]
     ranked = await repository.all_preferences(session, event.id)
-    held = await repository.held_pairs(
-        session, [w for w, _ in wishes], [m for m, _, _ in ranked]
-    )
+    held = await repository.held_pairs(session, [w for w, _ in wishes], [m for m, _, _ in ranked])
     preferences = [(m, w, rank) for m, w, rank in ranked if (m, w) not in held]
     members = await repository.member_limits(
         session, event.id, [m for m, _, _ in preferences], event.per_member_quota

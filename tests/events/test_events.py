@@ -363,6 +363,23 @@ async def test_clock_opens_and_closes_on_time(world: World) -> None:
     assert await event_violations(api) == {}
 
 
+async def test_a_claim_at_the_opening_second_opens_the_event(world: World) -> None:
+    """No clock runs here: the first tap after starts_at opens the event itself."""
+    api = world.api
+    wish = await world.wish("C1")
+    event = (await create_event(world, starts_at=soon(0.5), ends_at=soon(60))).json()
+    member, _ = await world.member("C3")
+    early = await event_claim(world, event["id"], wish["id"], member)
+    assert_problem(early, 409, "invalid_state")
+    assert early.json()["current_state"] == "scheduled"
+    await asyncio.sleep(0.6)
+    claimed = await event_claim(world, event["id"], wish["id"], member)
+    assert claimed.status_code == 201, claimed.text
+    shown = (await api.client.get(f"/v1/claim-events/{event['id']}", headers=member)).json()
+    assert shown["status"] == "live"
+    assert await event_violations(api) == {}
+
+
 async def test_restart_while_live_catches_up(world: World) -> None:
     """The server stops while an event is live and comes back after its end: the first tick
     (or access) closes it and every pooled wish returns home."""
@@ -566,6 +583,11 @@ async def test_claiming_a_held_wish_again_at_the_quota_is_already_claimed(world:
     again = await event_claim(world, event["id"], shared["id"], member)
     assert again.status_code == 409
     assert again.json()["code"] == "already_claimed"
+    # Once the event is over, that is the answer on both databases, held wish or not.
+    await api.client.post(f"/v1/claim-events/{event['id']}/close", headers=world.organizer)
+    late = await event_claim(world, event["id"], shared["id"], member)
+    assert_problem(late, 409, "invalid_state")
+    assert late.json()["current_state"] == "closed"
 
 
 async def test_a_wish_one_published_cannot_be_ranked(world: World) -> None:

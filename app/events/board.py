@@ -18,7 +18,12 @@ from typing import Any
 
 from app.categories.models import DEFAULT_CATEGORIES
 from app.events.repository import LIVE_CLAIM
-from app.events.service import EventClaimFields, PooledWishFields, PoolEntryFields
+from app.events.service import (
+    EventClaimFields,
+    PooledWishFields,
+    PoolEntryFields,
+    slots_offered,
+)
 
 TOTALS_NAME = "合计"
 # The board is in Chinese: each wish card shows its category's label (a category a district
@@ -28,7 +33,11 @@ CATEGORY_LABELS = {slug: zh_cn for slug, zh_cn, _ in DEFAULT_CATEGORIES}
 
 def wish_shown(wish: PooledWishFields, claimed: int, free: int | None) -> tuple[int, str]:
     """The wish's slots on the board (free at opening) and the status shown for it."""
-    total = free if free is not None else wish.slots_total - wish.slots_claimed + claimed
+    total = (
+        slots_offered(free, claimed)
+        if free is not None
+        else wish.slots_total - wish.slots_claimed + claimed
+    )
     return total, "claimed" if total and claimed >= total else wish.status
 
 
@@ -125,7 +134,7 @@ class Board:
         entry, wish = pooled
         own = self.live.get(wish_id, {}).values()
         claimed = sum(claim.slots for claim in own)
-        free = entry.slots_free_at_open or 0
+        free = slots_offered(entry.slots_free_at_open, claimed)
         part = WishPart(
             community_id=entry.community_id,
             free=free,

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -556,14 +557,31 @@ async def summary_rows(
 async def pool_counts(
     session: AsyncSession, event_ids: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
-    """(wishes pooled, slots free at opening) per event."""
+    """(wishes pooled, slots offered) per event: each wish's slots free at opening, or its
+    live event claims' slots where more (``service.slots_offered``)."""
     if not event_ids:
         return {}
+    per_wish = (
+        select(Claim.event_id, Claim.wish_id, func.sum(Claim.slots).label("slots"))
+        .where(Claim.event_id.in_(list(event_ids)), Claim.status.in_(LIVE_CLAIM))
+        .group_by(Claim.event_id, Claim.wish_id)
+        .subquery()
+    )
+    free = func.coalesce(ClaimEventWish.slots_free_at_open, 0)
+    claimed = func.coalesce(per_wish.c.slots, 0)
     rows = await session.execute(
         select(
             ClaimEventWish.event_id,
             func.count(),
-            func.coalesce(func.sum(ClaimEventWish.slots_free_at_open), 0),
+            func.coalesce(func.sum(case((claimed > free, claimed), else_=free)), 0),
+        )
+        .select_from(ClaimEventWish)
+        .outerjoin(
+            per_wish,
+            and_(
+                per_wish.c.event_id == ClaimEventWish.event_id,
+                per_wish.c.wish_id == ClaimEventWish.wish_id,
+            ),
         )
         .where(
             ClaimEventWish.event_id.in_(list(event_ids)),

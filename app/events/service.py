@@ -795,6 +795,13 @@ async def summarise(session: AsyncSession, event: ClaimEvent) -> EventSummary:
     return summary_of(event, communities, pooled, claims)
 
 
+def slots_offered(free_at_open: int | None, claimed_in_event: int) -> int:
+    """The slots an event offered of a pooled wish: those free at opening, grown by any a
+    claim from before the event gave back during it that were then claimed in it (so an
+    event never shows more claimed than pooled)."""
+    return max(free_at_open or 0, claimed_in_event)
+
+
 def summary_of(
     event: ClaimEvent,
     communities: Sequence[Region],
@@ -818,7 +825,7 @@ def summary_of(
             tally = tallies[entry.community_id] = Tally(entry.community_id, str(entry.community_id))
         own = by_wish.get(wish.id, [])
         claimed = sum(c.slots for c in own)
-        free = entry.slots_free_at_open or 0
+        free = slots_offered(entry.slots_free_at_open, claimed)
         wishes.append((wish, claimed, entry.slots_free_at_open))
         for target in (tally, totals):
             target.wishes_pooled += 1

@@ -224,6 +224,33 @@ async def event_violations(api: Api) -> dict[str, list[tuple[object, ...]]]:
     return await check(api.settings.database_url)
 
 
+async def test_a_slot_given_back_during_the_event_joins_its_pool(world: World) -> None:
+    """A wish half taken before the event is pooled with one free slot; its earlier helper
+    withdraws while the event is live and two members claim both slots through it: the
+    event offered two, and never shows more claimed than pooled."""
+    api = world.api
+    shared = await world.wish("C1", slots=2)
+    before, _ = await world.member("C1")
+    earlier = (await world.claim(shared["id"], before)).json()
+    event = (await create_event(world, per_member_quota=1)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    withdrawn = await api.client.post(f"/v1/claims/{earlier['id']}/withdraw", headers=before)
+    assert withdrawn.status_code == 200
+    for _ in range(2):
+        member, _ = await world.member("C3")
+        assert (await event_claim(world, event["id"], shared["id"], member)).status_code == 201
+    detail = (
+        await api.client.get(f"/v1/claim-events/{event['id']}", headers=world.organizer)
+    ).json()
+    report = (
+        await api.client.get(f"/v1/claim-events/{event['id']}/report", headers=world.organizer)
+    ).json()
+    for shown in (detail, report["totals"]):
+        assert (shown["slots_pooled"], shown["slots_claimed"]) == (2, 2), shown
+    assert report["totals"]["wishes_filled"] == 1
+    assert report["unclaimed"] == []
+
+
 async def test_chosen_wishes_and_updates(world: World) -> None:
     api = world.api
     chosen = await world.wish("C1")

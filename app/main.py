@@ -26,6 +26,7 @@ from app.core.bodylimit import BodyLimitMiddleware
 from app.core.clock import Job, run_clock, run_periodic
 from app.core.config import Settings, get_settings
 from app.core.db import Database, create_database
+from app.core.head import HeadAsGetMiddleware
 from app.core.idempotency import IdempotencyMiddleware, purge_expired
 from app.core.problem_docs import router as problem_docs_router
 from app.core.problems import document_problems, install_problem_handlers
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # /v1/wishes/ is an unknown path (a 404 problem), not a redirect to /v1/wishes.
+        redirect_slashes=False,
         generate_unique_id_function=_operation_id,
         # The documentation's order (the routes are matched in another: see below).
         openapi_tags=OPENAPI_TAGS,
@@ -235,6 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     # Outside it: a JSON body over 1 MiB is refused before anyone holds or parses it.
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -21,7 +21,6 @@ class Health(BaseModel):
     database: Literal["sqlite", "postgresql"]
 
 
-@router.head("/v1/health", include_in_schema=False)  # load balancers check with HEAD
 @router.get(
     "/v1/health",
     summary="200 when the service and its database answer, else 503 (HEAD too)",

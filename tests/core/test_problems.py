@@ -18,6 +18,23 @@ pytestmark = pytest.mark.anyio
 
 async def test_unknown_route_is_a_problem(api: Api) -> None:
     assert_problem(await api.client.get("/v1/nowhere"), 404, "not_found")
+    # A trailing slash is another path, not a redirect to the one without it.
+    assert_problem(await api.client.get("/v1/health/"), 404, "not_found")
+
+
+async def test_head_answers_wherever_get_does(api: Api) -> None:
+    headers = await api.user_headers("13800138000")
+    got = await api.client.get("/v1/me", headers=headers)
+    head = await api.client.head("/v1/me", headers=headers)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == got.headers["content-length"]
+    assert (await api.client.head("/v1/me")).status_code == 401
+    refused = await api.client.head("/v1/auth/token")  # POST only
+    assert refused.status_code == 405
+    assert refused.content == b""
+    assert "POST" in refused.headers["allow"]
 
 
 async def test_wrong_method_is_a_problem_with_allow(api: Api) -> None:

@@ -214,6 +214,77 @@ async def select_wishes(
     await session.flush()
 
 
+async def has_chosen(session: AsyncSession, event_id: int) -> bool:
+    """Whether the organizers chose wishes (some are ``selected``): then only those are
+    pooled; otherwise the event pools its communities' wishes (``pool``)."""
+    found = await session.scalar(
+        select(ClaimEventWish.wish_id)
+        .where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.state == PoolState.selected.value,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def leave_out(session: AsyncSession, event_id: int, wish: Wish) -> bool:
+    """Keep a wish out of an event that pools its communities' wishes (a ``removed`` entry,
+    which ``pool`` skips); False if it was left out already."""
+    existing = await session.get(ClaimEventWish, (event_id, wish.id))
+    if existing is not None:
+        if existing.state == PoolState.removed.value:
+            return False
+        existing.state = PoolState.removed.value
+    else:
+        session.add(
+            ClaimEventWish(
+                event_id=event_id,
+                wish_id=wish.id,
+                community_id=wish.community_id,
+                state=PoolState.removed.value,
+            )
+        )
+    await session.flush()
+    return True
+
+
+class PreviewEntry(NamedTuple):
+    """A wish an event would pool if it opened now, shown like a chosen one."""
+
+    community_id: int
+    state: str = PoolState.selected.value
+    slots_free_at_open: int | None = None
+
+
+async def default_pool_page(
+    session: AsyncSession,
+    event_id: int,
+    community_ids: Sequence[int],
+    now: datetime,
+    *,
+    after_id: int | None,
+    limit: int,
+) -> list[tuple[Any, Wish]]:
+    """Before opening, for an event that chose no wishes: what it would pool now (every
+    open wish of its communities with free slots, as ``selected``) and the wishes taken out
+    (``removed``), in wish id order."""
+    candidates = select(Wish).where(
+        *_poolable(now),
+        Wish.community_id.in_(list(community_ids)),
+        Wish.id.not_in(select(ClaimEventWish.wish_id).where(ClaimEventWish.event_id == event_id)),
+    )
+    if after_id is not None:
+        candidates = candidates.where(Wish.id > after_id)
+    wishes = (await session.scalars(candidates.order_by(Wish.id).limit(limit))).all()
+    rows: list[tuple[Any, Wish]] = [
+        (PreviewEntry(community_id=wish.community_id or 0), wish) for wish in wishes
+    ]
+    rows += await pool_page(session, event_id, after_id=after_id, limit=limit)
+    rows.sort(key=lambda row: row[1].id)
+    return rows[:limit]
+
+
 async def remove_wish(session: AsyncSession, event_id: int, wish_id: int) -> bool:
     result = await session.execute(
         update(ClaimEventWish)

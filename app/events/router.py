@@ -236,7 +236,9 @@ async def add_event_wishes(
 
 @router.delete(
     "/{event_id}/wishes/{wish_id}",
-    summary="Take a chosen wish out of the pool (draft or scheduled)",
+    summary="Take a wish out of the pool (draft or scheduled)",
+    description="A chosen wish; or, when the event chose none (it pools every open wish of "
+    "its communities), any wish of its communities, which is then left out at opening.",
     dependencies=[CaughtUp],
     responses=problem_responses(401, 403, 404, 409, 422),
 )
@@ -266,6 +268,10 @@ def _pool_read(entry: Any, wish: Wish, event_id: int) -> PoolWishRead:
 @router.get(
     "/{event_id}/wishes",
     summary="The event's chosen or pooled wishes",
+    description="Each with its `state` (`selected`, `pooled`, `skipped`, `removed`, "
+    "`returned`). Before opening, an event that chose no wishes lists those it would pool "
+    "now (every open wish of its communities with free slots) as `selected`, and those "
+    "taken out as `removed`.",
     dependencies=[CaughtUp],
     responses=problem_responses(401, 404, 422),
 )

@@ -317,12 +317,22 @@ async def add_wishes(
 async def remove_wish(
     session: AsyncSession, actor: Actor, *, event_id: int, wish_id: int
 ) -> EventView:
-    event, _ = await _managed_event(session, actor, event_id)
+    event, communities = await _managed_event(session, actor, event_id)
     if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
         raise InvalidState(
             resource="claim_event", current_state=event.status, action="remove_wishes"
         )
-    if not await repository.remove_wish(session, event.id, wish_id):
+    if await repository.remove_wish(session, event.id, wish_id):
+        return (await _views(session, actor, [event]))[0]
+    # An event that chose no wishes pools every open wish of its communities: one of those
+    # can be kept out too.
+    wish = (await repository.wishes_by_id(session, [wish_id])).get(wish_id)
+    if (
+        wish is None
+        or wish.community_id not in {c.id for c in communities}
+        or await repository.has_chosen(session, event.id)
+        or not await repository.leave_out(session, event.id, wish)
+    ):
         raise NotFound(resource="wish")
     return (await _views(session, actor, [event]))[0]
 
@@ -330,7 +340,16 @@ async def remove_wish(
 async def pool_page(
     session: AsyncSession, actor: Actor, *, event_id: int, after_id: int | None, limit: int
 ) -> Sequence[tuple[object, Wish]]:
-    await _visible_event(session, actor, event_id)
+    """The wishes chosen, pooled or taken out; before opening, an event that chose none
+    shows the wishes it would pool now."""
+    event, _, communities = await _visible_event(session, actor, event_id)
+    if event.status in (
+        EventStatus.draft.value,
+        EventStatus.scheduled.value,
+    ) and not await repository.has_chosen(session, event.id):
+        return await repository.default_pool_page(
+            session, event.id, [c.id for c in communities], utcnow(), after_id=after_id, limit=limit
+        )
     return await repository.pool_page(session, event_id, after_id=after_id, limit=limit)
 
 

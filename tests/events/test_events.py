@@ -324,6 +324,52 @@ async def test_chosen_wishes_and_updates(world: World) -> None:
     assert (await world.claim(other["id"], (await world.member("C1"))[0])).status_code == 201
 
 
+async def test_an_event_that_chose_nothing_previews_its_pool_and_leaves_wishes_out(
+    world: World,
+) -> None:
+    api = world.api
+    first = await world.wish("C1")
+    second = await world.wish("C2")
+    elsewhere = await world.wish("C3")  # another street's: never in this event
+    pending = await world.wish("C1", approve=False)
+    event_id = (await create_event(world)).json()["id"]
+    url = f"/v1/claim-events/{event_id}/wishes"
+
+    async def states() -> dict[str, str]:
+        pool = (await api.client.get(url, headers=world.organizer)).json()
+        return {w["wish_id"]: w["state"] for w in pool["items"]}
+
+    assert await states() == {first["id"]: "selected", second["id"]: "selected"}
+    paged = (await api.client.get(url, params={"limit": 1}, headers=world.organizer)).json()
+    assert [w["wish_id"] for w in paged["items"]] == [first["id"]]
+    rest = await api.client.get(
+        url, params={"limit": 1, "cursor": paged["next_cursor"]}, headers=world.organizer
+    )
+    assert [w["wish_id"] for w in rest.json()["items"]] == [second["id"]]
+
+    removed = await api.client.delete(f"{url}/{first['id']}", headers=world.organizer)
+    assert removed.status_code == 200, removed.text
+    assert await states() == {first["id"]: "removed", second["id"]: "selected"}
+    again = await api.client.delete(f"{url}/{first['id']}", headers=world.organizer)
+    assert_problem(again, 404, "not_found")
+    for outside in (elsewhere["id"], "987654"):  # not a wish of its communities
+        refused = await api.client.delete(f"{url}/{outside}", headers=world.organizer)
+        assert_problem(refused, 404, "not_found")
+    # One not open now may be kept out all the same (it could reopen before the event).
+    assert (await api.client.delete(f"{url}/{pending['id']}", headers=world.organizer)).is_success
+
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.status_code == 200, opened.text
+    assert await states() == {
+        first["id"]: "removed",
+        second["id"]: "pooled",
+        pending["id"]: "removed",
+    }
+    member, _ = await world.member("C3")
+    assert (await event_claim(world, event_id, first["id"], member)).status_code == 409
+    assert (await event_claim(world, event_id, second["id"], member)).status_code == 201
+
+
 async def test_taking_out_every_chosen_wish_pools_the_rest(world: World) -> None:
     """With no chosen wish left the event pools its communities' open wishes, except the
     ones taken out; opening it never fails (and never stops the clock for other events)."""

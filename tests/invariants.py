@@ -93,6 +93,10 @@ EVENT_CHECKS = {
             AND p.state IN ('pooled', 'returned')
         WHERE c.event_id IS NOT NULL AND (p.wish_id IS NULL OR c.source <> 'event')
     """,
+    "no event claim is dated after its event closed": """
+        SELECT c.id FROM claims c JOIN claim_events e ON e.id = c.event_id
+        WHERE e.closed_at IS NOT NULL AND c.created_at > e.closed_at
+    """,
     "a closed event's pooled wishes are all back home": """
         SELECT p.wish_id FROM claim_event_wishes p JOIN claim_events e ON e.id = p.event_id
         WHERE e.status = 'closed' AND p.state = 'pooled'

@@ -380,13 +380,20 @@ async def _open(session: AsyncSession, event: ClaimEvent, now: datetime, by: int
     await notify(session, event.id)
 
 
-async def _close(session: AsyncSession, event: ClaimEvent, now: datetime, by: int | None) -> None:
+async def _close(
+    session: AsyncSession, event: ClaimEvent, at: datetime | None, by: int | None
+) -> None:
+    """Close at ``at`` (the clock's close records ``ends_at``, however late it runs: no
+    claim got in after it), or now: read once the pool is locked, after every claim the
+    close waited for, so no event claim is dated after the close."""
     was_live = event.status == EventStatus.live.value
+    # Every claim transaction locks wishes (in id order) before members: the pool first,
+    # so the allocation's claims never hold a member while waiting for a wish.
+    await repository.lock_pool(session, event.id)
     if was_live and event.mode == EventMode.allocate.value:
-        # Every claim transaction locks wishes (in id order) before members: the pool first,
-        # so the allocation's claims never hold a member while waiting for a wish.
-        await repository.lock_pool(session, event.id)
         await _run_allocation(session, event)
+        at = None  # its claims are made now: the event closes with them
+    now = at or utcnow()
     returned = await repository.return_home(session, event.id, now)
     event.status = EventStatus.closed.value
     event.closed_at = now
@@ -416,7 +423,7 @@ async def close_event(session: AsyncSession, actor: Actor, *, event_id: int) -> 
     event, _ = await _managed_event(session, actor, event_id)
     if event.status == EventStatus.closed.value:
         raise InvalidState(resource="claim_event", current_state=event.status, action="close")
-    await _close(session, event, utcnow(), actor.user_id)
+    await _close(session, event, None, actor.user_id)
     return (await _views(session, actor, [event]))[0]
 
 
@@ -443,7 +450,8 @@ async def advance(session: AsyncSession, event_id: int, now: datetime) -> None:
     ):
         # Closed at its end, however late the clock came (after a downtime, say): nothing
         # was claimed in it after ends_at (the claim statement checks it), so the record
-        # and the report say when it really ended.
+        # and the report say when it really ended (an allocate event: when its allocation
+        # is made, since its claims are made then).
         await _close(session, event, event.ends_at, None)
 
 

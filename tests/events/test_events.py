@@ -465,13 +465,14 @@ async def test_restart_while_live_catches_up(world: World) -> None:
     member, _ = await world.member("C3")
     assert (await event_claim(world, event["id"], second["id"], member)).status_code == 201
 
-    # "Downtime": the event's end passes while no server runs.
+    # "Downtime": the event's end passes (after that claim) while no server runs.
     await api.sql(
         "UPDATE claim_events SET starts_at = :s, opened_at = :s, ends_at = :e WHERE id = :id",
         s=datetime.now(UTC) - timedelta(seconds=60),
-        e=datetime.now(UTC) - timedelta(seconds=5),
+        e=datetime.now(UTC),
         id=int(event["id"]),
     )
+    await asyncio.sleep(0.1)
     restarted = create_app(api.settings)
     async with restarted.router.lifespan_context(restarted):
         transport = httpx.ASGITransport(app=restarted)
@@ -488,6 +489,33 @@ async def test_restart_while_live_catches_up(world: World) -> None:
                 f"/v1/wishes/{first['id']}/claims", json={"slots": 1}, headers=local
             )
             assert home.status_code == 201, home.text
+    assert await event_violations(api) == {}
+
+
+async def test_a_late_allocation_closes_the_event_when_it_is_made(world: World) -> None:
+    """An allocate event whose end passed unnoticed: its claims are made when the clock
+    (here: a read) catches up, and the event is recorded closed then, not before them."""
+    api = world.api
+    wish = await world.wish("C1")
+    event = (await create_event(world, mode="allocate")).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    ranked = await api.client.put(
+        f"/v1/claim-events/{event['id']}/preferences", json=[wish["id"]], headers=member
+    )
+    assert ranked.status_code == 200
+    await api.sql(
+        "UPDATE claim_events SET starts_at = :s, opened_at = :s, ends_at = :e WHERE id = :id",
+        s=datetime.now(UTC) - timedelta(seconds=60),
+        e=datetime.now(UTC) - timedelta(seconds=30),
+        id=int(event["id"]),
+    )
+    detail = (await api.client.get(f"/v1/claim-events/{event['id']}", headers=member)).json()
+    assert detail["status"] == "closed"
+    assert detail["closed_at"] > detail["ends_at"]
+    claims = (await api.client.get("/v1/me/claims", headers=member)).json()["items"]
+    assert [c["wish_id"] for c in claims] == [wish["id"]]
+    assert claims[0]["created_at"] <= detail["closed_at"]
     assert await event_violations(api) == {}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -455,17 +456,39 @@ async def advance(session: AsyncSession, event_id: int, now: datetime) -> None:
         await _close(session, event, event.ends_at, None)
 
 
+# Events this process failed to open or close: (failures so far, monotonic time of the
+# next try). A failure is a bug, not load: the clock retries it with backoff instead of
+# logging it (and taking SQLite's write lock for it) every second.
+_failing: dict[int, tuple[int, float]] = {}
+RETRY_MAX_SECONDS = 300.0
+
+
+def _may_try(event_id: int) -> bool:
+    failing = _failing.get(event_id)
+    return failing is None or failing[1] <= time.monotonic()
+
+
 async def advance_due(session: AsyncSession) -> int:
     """The clock's job: open and close every event whose time has come."""
     now = utcnow()
-    due = await repository.due_events(session, now)
+    due = [d for d in await repository.due_events(session, now) if _may_try(d[0])]
     for event_id, _ in due:
         # One event that cannot be advanced (a bug) must not stop the clock for the others.
         try:
             async with session.begin_nested():
                 await advance(session, event_id, now)
         except Exception:
-            logger.exception("claim event %s could not be opened or closed", event_id)
+            failures = _failing.get(event_id, (0, 0.0))[0] + 1
+            wait = min(2.0**failures, RETRY_MAX_SECONDS)
+            _failing[event_id] = (failures, time.monotonic() + wait)
+            logger.exception(
+                "claim event %s could not be opened or closed (failure %s; next try in %.0f s)",
+                event_id,
+                failures,
+                wait,
+            )
+        else:
+            _failing.pop(event_id, None)
     return len(due)
 
 
@@ -500,7 +523,7 @@ async def catch_up_all(database: Database) -> int:
     """The event clock's tick: a cheap read; a write transaction only when something is due."""
     now = utcnow()
     async with database.transaction(write=False) as session:
-        due = await repository.due_events(session, now)
+        due = [d for d in await repository.due_events(session, now) if _may_try(d[0])]
     if not due:
         return 0
     async with database.transaction(write=True) as session:

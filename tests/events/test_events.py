@@ -519,6 +519,44 @@ async def test_a_late_allocation_closes_the_event_when_it_is_made(world: World) 
     assert await event_violations(api) == {}
 
 
+async def test_an_event_the_clock_cannot_advance_is_retried_with_backoff(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one event's opening neither stops the others nor runs every tick."""
+    from app.core.db import create_database
+    from app.events import service as events_service
+
+    api = world.api
+    broken, fine = [
+        (await create_event(world, starts_at=soon(600), ends_at=soon(1200))).json()["id"]
+        for _ in range(2)
+    ]
+    await api.sql(
+        "UPDATE claim_events SET starts_at = :s", s=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    real_advance = events_service.advance
+    tried: list[int] = []
+
+    async def advance(session: Any, event_id: int, now: datetime) -> None:
+        tried.append(event_id)
+        if event_id == int(broken):
+            raise RuntimeError("a bug")
+        await real_advance(session, event_id, now)
+
+    monkeypatch.setattr(events_service, "advance", advance)
+    monkeypatch.setattr(events_service, "_failing", {})
+    database = create_database(api.settings)
+    try:
+        await events_service.catch_up_all(database)
+        assert tried == [int(broken), int(fine)]
+        await events_service.catch_up_all(database)  # a second later: not yet again
+        assert tried == [int(broken), int(fine)]
+    finally:
+        await database.dispose()
+    statuses = await api.sql("SELECT id, status FROM claim_events ORDER BY id")
+    assert statuses == [(int(broken), "scheduled"), (int(fine), "live")]
+
+
 async def test_restart_after_missing_the_whole_window(world: World) -> None:
     api = world.api
     await world.wish("C1")

@@ -313,14 +313,16 @@ async def fulfil(
         },
     )
     await repository.count_fulfilled_slots(session, wish_id=done.wish_id, slots=done.slots, now=now)
-    await wishes_service.expire_overdue(session, now=now, wish_ids=[done.wish_id])
+    # Past its deadline, a wish whose claims are all done now is fulfilled as far as it got,
+    # and that notice (cause "deadline") is the one its owner gets; otherwise this one, with
     # wish_status "fulfilled" when this was the last slot: the resident may confirm now.
-    await notifications.notify_wish_owner(
-        session,
-        wish_id=done.wish_id,
-        kind=NotificationKind.claim_fulfilled,
-        data={"claim_id": str(done.id), "slots": done.slots},
-    )
+    if not await wishes_service.expire_overdue(session, now=now, wish_ids=[done.wish_id]):
+        await notifications.notify_wish_owner(
+            session,
+            wish_id=done.wish_id,
+            kind=NotificationKind.claim_fulfilled,
+            data={"claim_id": str(done.id), "slots": done.slots},
+        )
     return await _with_wish(session, done)
 
 

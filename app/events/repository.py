@@ -41,7 +41,7 @@ from app.events.models import (
 )
 from app.members.models import Member, MemberStatus
 from app.regions.models import Region
-from app.wishes.models import Wish, WishStatus
+from app.wishes.models import NEVER_PUBLISHED, Wish, WishStatus
 
 LIVE_CLAIM = (ClaimStatus.active.value, ClaimStatus.fulfilled.value)
 
@@ -166,13 +166,22 @@ async def pool_entries(
 
 
 async def pool_page(
-    session: AsyncSession, event_id: int, *, after_id: int | None, limit: int
+    session: AsyncSession,
+    event_id: int,
+    *,
+    after_id: int | None,
+    limit: int,
+    published_only: bool = False,
 ) -> Sequence[tuple[ClaimEventWish, Wish]]:
+    """The event's pool entries with their wishes; ``published_only`` leaves out wishes
+    never published (pending review or rejected), which only organizers may see."""
     query = (
         select(ClaimEventWish, Wish)
         .join(Wish, Wish.id == ClaimEventWish.wish_id)
         .where(ClaimEventWish.event_id == event_id)
     )
+    if published_only:
+        query = query.where(Wish.status.not_in(NEVER_PUBLISHED))
     if after_id is not None:
         query = query.where(after([ClaimEventWish.wish_id], [after_id]))
     rows = await session.execute(query.order_by(ClaimEventWish.wish_id).limit(limit))
@@ -265,6 +274,7 @@ async def default_pool_page(
     *,
     after_id: int | None,
     limit: int,
+    published_only: bool = False,
 ) -> list[tuple[Any, Wish]]:
     """Before opening, for an event that chose no wishes: what it would pool now (every
     open wish of its communities with free slots, as ``selected``) and the wishes taken out
@@ -280,7 +290,9 @@ async def default_pool_page(
     rows: list[tuple[Any, Wish]] = [
         (PreviewEntry(community_id=wish.community_id or 0), wish) for wish in wishes
     ]
-    rows += await pool_page(session, event_id, after_id=after_id, limit=limit)
+    rows += await pool_page(
+        session, event_id, after_id=after_id, limit=limit, published_only=published_only
+    )
     rows.sort(key=lambda row: row[1].id)
     return rows[:limit]
 

@@ -343,15 +343,25 @@ async def pool_page(
 ) -> Sequence[tuple[object, Wish]]:
     """The wishes chosen, pooled or taken out; before opening, an event that chose none
     shows the wishes it would pool now."""
-    event, _, communities = await _visible_event(session, actor, event_id)
+    event, scope, communities = await _visible_event(session, actor, event_id)
+    # Organizers may choose or leave out a wish still under review; nobody else learns of it.
+    published_only = not _manages(scope, communities)
     if event.status in (
         EventStatus.draft.value,
         EventStatus.scheduled.value,
     ) and not await repository.has_chosen(session, event.id):
         return await repository.default_pool_page(
-            session, event.id, [c.id for c in communities], utcnow(), after_id=after_id, limit=limit
+            session,
+            event.id,
+            [c.id for c in communities],
+            utcnow(),
+            after_id=after_id,
+            limit=limit,
+            published_only=published_only,
         )
-    return await repository.pool_page(session, event_id, after_id=after_id, limit=limit)
+    return await repository.pool_page(
+        session, event_id, after_id=after_id, limit=limit, published_only=published_only
+    )
 
 
 # session.info key: events whose live feeds should wake once this transaction commits.

@@ -370,6 +370,25 @@ async def test_an_event_that_chose_nothing_previews_its_pool_and_leaves_wishes_o
     assert (await event_claim(world, event_id, second["id"], member)).status_code == 201
 
 
+async def test_a_pool_shows_unpublished_wishes_to_its_organizers_only(world: World) -> None:
+    api = world.api
+    published = await world.wish("C1")
+    pending = await world.wish("C1", approve=False)
+    for chosen in ([], [published["id"], pending["id"]]):
+        event = (
+            await create_event(world, starts_at=soon(600), ends_at=soon(1200), wish_ids=chosen)
+        ).json()
+        url = f"/v1/claim-events/{event['id']}/wishes"
+        if not chosen:  # pools its communities' wishes: the organizer keeps the pending one out
+            left_out = await api.client.delete(f"{url}/{pending['id']}", headers=world.organizer)
+            assert left_out.status_code == 200, left_out.text
+        member, _ = await world.member("C3")
+        seen = (await api.client.get(url, headers=member)).json()["items"]
+        assert [w["wish_id"] for w in seen] == [published["id"]]
+        managed = (await api.client.get(url, headers=world.organizer)).json()["items"]
+        assert {w["wish_id"] for w in managed} == {published["id"], pending["id"]}
+
+
 async def test_taking_out_every_chosen_wish_pools_the_rest(world: World) -> None:
     """With no chosen wish left the event pools its communities' open wishes, except the
     ones taken out; opening it never fails (and never stops the clock for other events)."""

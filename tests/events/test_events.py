@@ -455,21 +455,32 @@ async def test_clock_opens_and_closes_on_time(world: World) -> None:
     assert await event_violations(api) == {}
 
 
-async def test_a_claim_at_the_opening_second_opens_the_event(world: World) -> None:
-    """No clock runs here: the first tap after starts_at opens the event itself."""
-    api = world.api
-    wish = await world.wish("C1")
-    event = (await create_event(world, starts_at=soon(0.5), ends_at=soon(60))).json()
-    member, _ = await world.member("C3")
-    early = await event_claim(world, event["id"], wish["id"], member)
-    assert_problem(early, 409, "invalid_state")
-    assert early.json()["current_state"] == "scheduled"
-    await asyncio.sleep(0.6)
-    claimed = await event_claim(world, event["id"], wish["id"], member)
-    assert claimed.status_code == 201, claimed.text
-    shown = (await api.client.get(f"/v1/claim-events/{event['id']}", headers=member)).json()
-    assert shown["status"] == "live"
-    assert await event_violations(api) == {}
+async def test_a_claim_at_the_opening_second_opens_the_event(clean_database: str) -> None:
+    """With the event clock far from its next tick, the first tap after starts_at opens
+    the event itself (the claim route's own catch-up)."""
+    settings = make_settings(clean_database, event_clock_interval_seconds=60)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            api = Api(client=client, settings=settings)
+            world = await build_world(api)
+            wish = await world.wish("C1")
+            event = (await create_event(world, starts_at=soon(600), ends_at=soon(1200))).json()
+            member, _ = await world.member("C3")
+            early = await event_claim(world, event["id"], wish["id"], member)
+            assert_problem(early, 409, "invalid_state")
+            assert early.json()["current_state"] == "scheduled"
+            await api.sql(
+                "UPDATE claim_events SET starts_at = :s WHERE id = :id",
+                s=datetime.now(UTC) - timedelta(milliseconds=10),
+                id=int(event["id"]),
+            )
+            claimed = await event_claim(world, event["id"], wish["id"], member)
+            assert claimed.status_code == 201, claimed.text
+            shown = await client.get(f"/v1/claim-events/{event['id']}", headers=member)
+            assert shown.json()["status"] == "live"
+            assert await event_violations(api) == {}
 
 
 async def test_restart_while_live_catches_up(world: World) -> None:

@@ -168,9 +168,11 @@ class Database:
                 yield session
 
     async def ping(self) -> None:
-        """Raises unless the database answers a trivial query."""
+        """Raises unless the database answers a query of its own data: the migrations'
+        version row (``SELECT 1`` would pass on SQLite with a corrupt file, or with a
+        database nobody migrated, while every request fails)."""
         async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            await connection.execute(text("SELECT version_num FROM alembic_version"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -169,10 +169,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 _UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
-# The database cannot serve now (too many connections, shutting down, connection lost) or
-# asks for a retry (serialization failure, deadlock): 503 with Retry-After, not a 500.
-_RETRY_LATER_CLASSES = ("08", "53", "57P")
+# The database cannot serve now (too many connections, shutting down, connection lost, the
+# database or its role gone) or asks for a retry (serialization failure, deadlock): 503
+# with Retry-After, not a 500.
+_RETRY_LATER_CLASSES = ("08", "53", "57P", "3D", "28")
 _RETRY_LATER = {"40001", "40P01"}
+# SQLite's equivalents (primary result codes): busy, locked, I/O error, corrupt, full,
+# cannot open, not a database.
+_SQLITE_RETRY_LATER = {5, 6, 10, 11, 13, 14, 26}
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -204,7 +208,15 @@ def _retry_later(exc: BaseException) -> bool:
     state = _sqlstate(exc)
     if state is not None:
         return state in _RETRY_LATER or state.startswith(_RETRY_LATER_CLASSES)
-    return any(isinstance(cause, ConnectionError | PoolTimeout) for cause in _causes(exc))
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionError | PoolTimeout | InterfaceError):
+            return True  # InterfaceError: the connection closed under us
+        if getattr(cause, "connection_invalidated", False):
+            return True
+        sqlite_code = getattr(cause, "sqlite_errorcode", None)
+        if isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_RETRY_LATER:
+            return True
+    return False
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

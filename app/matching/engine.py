@@ -125,6 +125,8 @@ class MemberInput:
     service_places: tuple[Place, ...] = ()
     recent_matches: int = 0
     claimed_wish_ids: frozenset[int] = frozenset()
+    # Wishes the member published (as resident or for someone): never theirs to claim.
+    own_wish_ids: frozenset[int] = frozenset()
     active: bool = True  # False when pending or suspended: never a candidate
 
     @property
@@ -500,13 +502,14 @@ def rank(
         total += weighted_urgency[pair_wish]
         return text, total
 
-    # Which wishes a usable member already claims: those pairs are never candidates.
+    # Which wishes a usable member already claims, or published: those pairs are never
+    # candidates.
     position_of = {wish.id: position for position, wish in enumerate(open_wishes)}
     claimed_codes = np.array(
         sorted(
             position_of[wish_id] * n_members + index
             for index, member in enumerate(usable)
-            for wish_id in member.claimed_wish_ids
+            for wish_id in member.claimed_wish_ids | member.own_wish_ids
             if wish_id in position_of
         ),
         dtype=np.int64,

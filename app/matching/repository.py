@@ -45,12 +45,14 @@ async def open_wishes(
     wish_ids: Sequence[int] | None = None,
     area_region_ids: Sequence[int] | None = None,
 ) -> list[Wish]:
-    """Open wishes with free slots and time left: in a region's subtree, among given ids, or
-    reaching any of the given area regions."""
+    """Open wishes with free slots and time left, not pooled in a live event: in a region's
+    subtree, among given ids, or reaching any of the given area regions."""
     query = select(Wish).where(
         Wish.status == WishStatus.open.value,
         Wish.slots_claimed < Wish.slots_total,
         (Wish.deadline.is_(None)) | (Wish.deadline > now),
+        # Pooled in a live claim event: claimable only through it.
+        Wish.event_id.is_(None),
     )
     if region is not None:
         query = query.where(getattr(Wish, f"{region.kind}_id") == region.id)
@@ -134,6 +136,18 @@ async def member_inputs(
         )
         for member_id, wish_id in rows:
             claimed[member_id].add(wish_id)
+    own: dict[int, set[int]] = defaultdict(set)
+    members_asked = set(ids)
+    if wish_ids:
+        own_rows = await session.execute(
+            select(Wish.id, Wish.resident_id, Wish.creator_id).where(
+                Wish.id.in_(list(wish_ids)),
+                or_(Wish.resident_id.in_(ids), Wish.creator_id.in_(ids)),
+            )
+        )
+        for wish_id, resident_id, creator_id in own_rows:
+            for user_id in members_asked & {resident_id, creator_id}:
+                own[user_id].add(wish_id)
     recent_rows = await session.execute(
         select(Claim.member_id, func.count())
         .where(
@@ -154,6 +168,7 @@ async def member_inputs(
             service_places=tuple(places[r] for r in sorted(service[m.user_id]) if r in places),
             recent_matches=recent.get(m.user_id, 0),
             claimed_wish_ids=frozenset(claimed[m.user_id]),
+            own_wish_ids=frozenset(own[m.user_id]),
         )
         for m in members
     ]

@@ -23,6 +23,7 @@ from app.members import repository as members_repository
 from app.members.models import MemberStatus
 from app.notifications import service as notifications
 from app.notifications.models import NotificationKind
+from app.notifications.service import rfc3339
 from app.regions import repository as regions_repository
 from app.regions.access import require_region_scope, scope_of
 from app.wishes import repository as wishes_repository
@@ -94,7 +95,7 @@ async def recommendations(
     """Open wishes in the member's area, best first."""
     member = await members_repository.get(session, actor.user_id)
     if member is None:
-        raise NotFound(resource="member")
+        raise Forbidden("not_a_member")  # as a claim would answer
     if member.status != MemberStatus.active.value:
         raise Forbidden("member_not_active", extra={"member_status": member.status})
     now = utcnow()
@@ -219,14 +220,15 @@ def _inputs_record(
     members: list[Any],
 ) -> dict[str, Any]:
     # Enough to recompute the run: the engine is deterministic given these and the rows.
+    # Ids as strings and the time in RFC 3339 UTC, as everywhere in the API.
     return {
-        "computed_at": now.isoformat(),
+        "computed_at": rfc3339(now),
         "weights": weights.as_dict(),
         "candidates_per_wish": settings.match_candidates_per_wish,
-        "requested_wish_ids": wish_ids,
-        "requested_member_ids": member_ids,
-        "wish_ids": [w.id for w in wishes],
-        "member_ids": [m.user_id for m in members],
+        "requested_wish_ids": None if wish_ids is None else [str(w) for w in wish_ids],
+        "requested_member_ids": None if member_ids is None else [str(m) for m in member_ids],
+        "wish_ids": [str(w.id) for w in wishes],
+        "member_ids": [str(m.user_id) for m in members],
     }
 
 

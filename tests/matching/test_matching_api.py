@@ -99,7 +99,68 @@ async def test_recommendations_for_a_member(world: World) -> None:
     pending, _ = await world.member(approve=False)
     assert (await api.client.get("/v1/me/recommendations", headers=pending)).status_code == 403
     stranger, _ = await world.user()
-    assert (await api.client.get("/v1/me/recommendations", headers=stranger)).status_code == 404
+    not_member = await api.client.get("/v1/me/recommendations", headers=stranger)
+    assert not_member.status_code == 403
+    assert not_member.json()["code"] == "not_a_member"
+
+
+async def test_matching_leaves_out_own_wishes_and_wishes_in_a_live_event(world: World) -> None:
+    """A member's own wish, and a wish pooled in a live claim event, are not claimable
+    directly: never recommended, never a candidate, never proposed by a run."""
+    api = world.api
+    publisher, publisher_id = await world.member()
+    await roster(world, publisher, {"category": "repair", "title": "修门窗"})
+    own = await world.wish(category="repair", title="修门", by=publisher)
+    pooled = await world.wish("C2", category="repair", title="修门锁")
+    helper, _ = await world.member("C2")
+    await roster(world, helper, {"category": "repair", "title": "修门窗"})
+    event = await api.client.post(
+        "/v1/claim-events",
+        json={
+            "title": "集中认领",
+            "community_ids": [world.regions["C2"]],
+            "mode": "rush",
+            "per_member_quota": 1,
+            "wish_ids": [pooled["id"]],
+        },
+        headers=world.organizer,
+    )
+    assert event.status_code == 201, event.text
+    opened = await api.client.post(
+        f"/v1/claim-events/{event.json()['id']}/open", headers=world.organizer
+    )
+    assert opened.status_code == 200, opened.text
+
+    recommended = (await api.client.get("/v1/me/recommendations", headers=publisher)).json()
+    assert own["id"] not in {item["wish"]["id"] for item in recommended["items"]}
+    candidates = (
+        await api.client.get(f"/v1/wishes/{own['id']}/candidates", headers=world.organizer)
+    ).json()
+    assert publisher_id not in {c["member_id"] for c in candidates["items"]}
+    helper_sees = (await api.client.get("/v1/me/recommendations", headers=helper)).json()
+    assert pooled["id"] not in {item["wish"]["id"] for item in helper_sees["items"]}
+    in_event = await api.client.get(
+        f"/v1/wishes/{pooled['id']}/candidates", headers=world.organizer
+    )
+    assert in_event.json()["items"] == []
+
+    run = await api.client.post(
+        "/v1/matching/runs", json={"region_id": world.regions["S1"]}, headers=world.organizer
+    )
+    assert run.status_code == 201, run.text
+    pairs = {(a["wish_id"], a["member_id"]) for a in run.json()["assignments"]}
+    assert (own["id"], publisher_id) not in pairs
+    assert pooled["id"] not in {wish_id for wish_id, _ in pairs}
+    assert pooled["id"] not in run.json()["inputs"]["wish_ids"]
+    assert all(isinstance(i, str) for i in run.json()["inputs"]["member_ids"])
+    assert run.json()["inputs"]["computed_at"].endswith("Z")
+    chosen = await api.client.post(
+        "/v1/matching/runs",
+        json={"region_id": world.regions["S1"], "wish_ids": [pooled["id"]]},
+        headers=world.organizer,
+    )
+    assert chosen.status_code == 422
+    assert chosen.json()["code"] == "wishes_not_matchable"
 
 
 async def prepare_run(world: World) -> dict[str, Any]:

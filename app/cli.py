@@ -17,7 +17,13 @@ from app.core.config import ConfigurationError, Settings, get_settings
 T = TypeVar("T")
 
 
+class CommandError(Exception):
+    """A command cannot do its work for a reason its user can fix: one line, exit code 1."""
+
+
 def _run_in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from app.core.db import create_database
     from app.models import import_all_models
 
@@ -28,6 +34,13 @@ def _run_in_transaction(settings: Settings, work: Callable[[AsyncSession], Await
         try:
             async with database.transaction(write=True) as session:
                 return await work(session)
+        except (OperationalError, ProgrammingError) as exc:
+            # SQLite's "no such table", PostgreSQL's undefined_table (42P01).
+            if "no such table" in str(exc) or getattr(exc.orig, "sqlstate", None) == "42P01":
+                raise CommandError(
+                    "the database has no tables yet: run `microwish migrate` first"
+                ) from exc
+            raise
         finally:
             await database.dispose()
 
@@ -95,9 +108,13 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo.people import DemoConflict
     from app.demo.seed import seed_demo
 
-    report = _run_in_transaction(settings, seed_demo)
+    try:
+        report = _run_in_transaction(settings, seed_demo)
+    except DemoConflict as exc:
+        raise CommandError(str(exc)) from exc
     print(
         f"demo district: {report.streets} streets, {report.communities} communities, "
         f"{report.grids} grids" + ("" if report.created_regions else " (already there)")
@@ -168,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
-    return handler(args, settings)
+    try:
+        return handler(args, settings)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -57,11 +57,44 @@ async def test_seed_demo_builds_the_district_once(clean_database: str) -> None:
         "cancelled",
         "expired",
     }
+    assert "+8613800000000  demo-admin-2026" in first.stdout
+    # The demo admin's phone given its own password since: the listing does not lie.
+    own = run_cli(
+        clean_database, "create-admin", "--phone", "13800000000", "--password", "MyOwnPass123"
+    )
+    assert own.returncode == 0, own.stderr
     second = run_cli(clean_database, "seed-demo")
     assert second.returncode == 0, second.stderr
     assert "already there" in second.stdout
     assert "demo claim events" not in second.stdout
+    assert "demo-admin-2026" not in second.stdout
+    assert "its own password" in second.stdout
     await empty_all_tables(clean_database)
+
+
+async def test_seed_demo_refuses_a_database_using_its_phone_numbers(clean_database: str) -> None:
+    taken = run_cli(
+        clean_database, "create-admin", "--phone", "13700000005", "--password", "long-password"
+    )
+    assert taken.returncode == 0, taken.stderr
+    refused = run_cli(clean_database, "seed-demo")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: +8613700000005 already has an account")
+    assert "Traceback" not in refused.stderr
+    assert await _rows(clean_database, "SELECT count(*) FROM regions") == [(0,)]
+    await empty_all_tables(clean_database)
+
+
+def test_commands_on_a_database_never_migrated_say_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    for command in (
+        ["create-admin", "--phone", "13811113333", "--password", "long-password"],
+        ["seed-demo"],
+    ):
+        result = run_cli(url, *command)
+        assert result.returncode == 1, result.stderr
+        assert "run `microwish migrate` first" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 async def test_create_admin_creates_then_promotes(clean_database: str) -> None:

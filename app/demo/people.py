@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
@@ -139,11 +139,35 @@ async def _insert_users(session: AsyncSession, rows: list[dict[str, Any]]) -> li
     return await _insert_with_ids(session, User, rows)
 
 
+class DemoConflict(Exception):
+    """The demo's phone numbers belong to accounts that are not the demo's."""
+
+
+# The phone numbers the demo population takes, as (first, last) of each block.
+DEMO_PHONE_BLOCKS = (
+    (13800000001, 13800000003),
+    (FIRST_MEMBER_PHONE, FIRST_MEMBER_PHONE + MEMBER_COUNT - 1),
+    (FIRST_RESIDENT_PHONE, FIRST_RESIDENT_PHONE + RESIDENT_COUNT - 1),
+)
+
+
 async def seed_people(session: AsyncSession, district_id: int) -> DemoAccounts | None:
     """Adds the demo population once; returns None when it is already there."""
     marker = await session.scalar(select(User.id).where(User.phone == f"+86{FIRST_MEMBER_PHONE}"))
     if marker is not None:
         return None
+    # Same-length digit strings compare as their numbers do.
+    in_use = await session.scalar(
+        select(User.phone)
+        .where(or_(*(User.phone.between(f"+86{a}", f"+86{b}") for a, b in DEMO_PHONE_BLOCKS)))
+        .limit(1)
+    )
+    if in_use is not None:
+        raise DemoConflict(
+            f"{in_use} already has an account, and the demo needs its phone numbers ("
+            + ", ".join(f"+86{a}–+86{b}" for a, b in DEMO_PHONE_BLOCKS)
+            + "): seed the demo into a database of its own"
+        )
     rng = random.Random(2026)  # noqa: S311 - demo data, reproducible on purpose
     now = utcnow()
     password_hash = await hash_password(DEMO_PASSWORD)

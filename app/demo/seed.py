@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
 from app.core.db import utcnow
-from app.core.security import hash_password
+from app.core.security import hash_password, verify_password
 from app.demo.events import seed_events
 from app.demo.people import DEMO_LOGINS, DEMO_PASSWORD, DemoAccounts, seed_people
 from app.regions.models import Region, RegionKind
@@ -172,23 +172,25 @@ async def seed_regions(session: AsyncSession, report: SeedReport) -> Region:
 async def ensure_user(
     session: AsyncSession, *, phone: str, password: str, display_name: str, is_admin: bool = False
 ) -> User:
+    """The user with this phone, made if there is none."""
     user = await session.scalar(select(User).where(User.phone == phone))
-    if user is None:
-        user = User(
-            phone=phone,
-            display_name=display_name,
-            password_hash=await hash_password(password),
-            is_admin=is_admin,
-        )
-        session.add(user)
-        await session.flush()
+    if user is not None:
+        return user
+    user = User(
+        phone=phone,
+        display_name=display_name,
+        password_hash=await hash_password(password),
+        is_admin=is_admin,
+    )
+    session.add(user)
+    await session.flush()
     return user
 
 
 async def seed_demo(session: AsyncSession) -> SeedReport:
     report = SeedReport(logins=[])
     district = await seed_regions(session, report)
-    await ensure_user(
+    admin = await ensure_user(
         session,
         phone=DEMO_ADMIN_PHONE,
         password=DEMO_ADMIN_PASSWORD,
@@ -196,7 +198,17 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
         is_admin=True,
     )
     assert report.logins is not None
-    report.logins.append(DemoLogin("admin", DEMO_ADMIN_PHONE, DEMO_ADMIN_PASSWORD, "区管理员"))
+    # An account someone made with that phone before (create-admin, say) keeps its own
+    # password: printing the demo's would print a login that does not work.
+    mine = await verify_password(DEMO_ADMIN_PASSWORD, admin.password_hash)
+    report.logins.append(
+        DemoLogin(
+            "admin",
+            DEMO_ADMIN_PHONE,
+            DEMO_ADMIN_PASSWORD if mine else "(its own password: the account was there before)",
+            admin.display_name,
+        )
+    )
     report.people = await seed_people(session, district.id)
     qilizhan = await session.scalar(
         select(Region.id).where(Region.name == "七里站街道", Region.kind == RegionKind.street.value)

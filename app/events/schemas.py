@@ -120,7 +120,10 @@ class EventRead(BaseModel):
     communities: list[CommunityBrief]
     organizer_id: Id
     wishes_pooled: int = Field(description="Wishes pooled at opening (0 before).")
-    slots_pooled: int = Field(description="Free slots of the pooled wishes at opening.")
+    slots_pooled: int = Field(
+        description="Slots the pooled wishes offered: free at opening, or claimed in the "
+        "event where more (a slot an earlier claim gave back during it)."
+    )
     slots_claimed: int = Field(description="Slots held by live claims made in the event.")
     members: int = Field(description="Members holding live claims made in the event.")
     my_claims: int | None = Field(

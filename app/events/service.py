@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.claims import service as claims_service
@@ -488,18 +488,23 @@ async def advance_due(session: AsyncSession) -> int:
             async with session.begin_nested():
                 await advance(session, event_id, now)
         except Exception:
-            failures = _failing.get(event_id, (0, 0.0))[0] + 1
-            wait = min(2.0**failures, RETRY_MAX_SECONDS)
-            _failing[event_id] = (failures, time.monotonic() + wait)
-            logger.exception(
-                "claim event %s could not be opened or closed (failure %s; next try in %.0f s)",
-                event_id,
-                failures,
-                wait,
-            )
+            _failed(event_id)
         else:
             _failing.pop(event_id, None)
     return len(due)
+
+
+def _failed(event_id: int) -> None:
+    """Log a failure to open or close an event, and put off the next try."""
+    failures = _failing.get(event_id, (0, 0.0))[0] + 1
+    wait = min(2.0**failures, RETRY_MAX_SECONDS)
+    _failing[event_id] = (failures, time.monotonic() + wait)
+    logger.exception(
+        "claim event %s could not be opened or closed (failure %s; next try in %.0f s)",
+        event_id,
+        failures,
+        wait,
+    )
 
 
 async def catch_up(database: Database, event_id: int) -> str | None:
@@ -521,11 +526,20 @@ async def catch_up(database: Database, event_id: int) -> str | None:
             and event.ends_at is not None
             and event.ends_at <= now
         )
-    if due:
-        async with database.transaction(write=True) as session:
-            await advance(session, event_id, now)
-            advanced = await repository.get(session, event_id)
-            status = advanced.status if advanced is not None else status
+    if due and _may_try(event_id):
+        try:
+            async with database.transaction(write=True) as session:
+                await advance(session, event_id, now)
+                advanced = await repository.get(session, event_id)
+                status = advanced.status if advanced is not None else status
+        except (OperationalError, InterfaceError):
+            raise  # the database cannot serve: the request says so (503)
+        except Exception:
+            # A bug in opening or closing this event: the request is served with the event
+            # as it stands (the clock retries with backoff), never failed for it.
+            _failed(event_id)
+        else:
+            _failing.pop(event_id, None)
     return status
 
 

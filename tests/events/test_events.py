@@ -581,6 +581,12 @@ async def test_an_event_the_clock_cannot_advance_is_retried_with_backoff(
         assert tried == [int(broken), int(fine)]
         await events_service.catch_up_all(database)  # a second later: not yet again
         assert tried == [int(broken), int(fine)]
+        # A request for it is served as the event stands, without trying again either.
+        assert await events_service.catch_up(database, int(broken)) == "scheduled"
+        assert tried == [int(broken), int(fine)]
+        monkeypatch.setattr(events_service, "_failing", {})
+        assert await events_service.catch_up(database, int(broken)) == "scheduled"
+        assert tried == [int(broken), int(fine), int(broken)]  # failed again: no 500
     finally:
         await database.dispose()
     statuses = await api.sql("SELECT id, status FROM claim_events ORDER BY id")

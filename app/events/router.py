@@ -65,7 +65,9 @@ async def opened_on_time(request: Request, event_id: EventId) -> None:
     """Before a rush claim: an event whose opening time has come is opened first, so the
     taps at the opening second are not refused while the clock's next tick is due. An event
     never goes back to scheduled, so once this process has seen it past opening it does not
-    look again: a rush pays one read per event and process, not one per claim."""
+    look again: a rush pays one read per event and process, not one per claim. A route
+    dependency runs before the request's session opens, as it must: on SQLite the
+    catch-up's own write transaction would otherwise wait on the request's."""
     past_opening: set[int] = request.app.state.events_past_opening
     if event_id in past_opening:
         return

@@ -13,13 +13,13 @@ from app.core.deps import AppSettings, DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.wishes.models import Wish, WishStatus
 
 router = APIRouter(tags=["claims"])
 
-WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
-ClaimId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim id.")]
+WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
+ClaimId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

@@ -30,6 +30,18 @@ def _parse_id(value: object) -> object:
     return value
 
 
+def _path_digits(value: object) -> object:
+    # A path id is digits only: int() would also read "1_0" as 10 and " 1" as 1.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("an id is a string of digits")
+    return value
+
+
+PathDigits = BeforeValidator(_path_digits)
+"""Put after ``Path(...)`` in an id path parameter's ``Annotated`` (before it, FastAPI
+writes the bounds into the OpenAPI schema as ge/le instead of minimum/maximum)."""
+
+
 Id = Annotated[
     int,
     BeforeValidator(_parse_id),

@@ -21,7 +21,7 @@ from app.core.errors import Unauthorized
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
-from app.core.types import MAX_ID, Id
+from app.core.types import MAX_ID, Id, PathDigits
 from app.events import service
 from app.events.live import LiveFeeds
 from app.events.models import EventMode, EventStatus, PoolState
@@ -46,8 +46,8 @@ from app.wishes.models import Wish, WishStatus
 router = APIRouter(prefix="/v1/claim-events", tags=["claim events"])
 board_router = APIRouter(tags=["claim events"])
 
-EventId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim event id.")]
-WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
+EventId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim event id."), PathDigits]
+WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

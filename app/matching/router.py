@@ -9,7 +9,7 @@ from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, DbSession
 from app.core.i18n import Lang, negotiate_language
 from app.core.problems import problem_responses
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.matching import service
 from app.matching.explain import breakdown
 from app.matching.models import MatchingAssignment, MatchingRun
@@ -31,8 +31,8 @@ from app.matching.schemas import (
 
 router = APIRouter(tags=["matching"])
 
-RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Matching run id.")]
-WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Matching run id."), PathDigits]
+WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
 Limit = Annotated[int, Query(ge=1, le=100, description="How many, best first (1–100).")]
 
 

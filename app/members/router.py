@@ -9,7 +9,7 @@ from app.core.conditional import not_modified, required_if_match
 from app.core.deps import DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.members import service
 from app.members.models import ROSTER_MAX_ENTRIES, Member, MemberResource, MemberStatus
 from app.members.schemas import (
@@ -24,7 +24,7 @@ from app.members.schemas import (
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
-UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The member's user id.")]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The member's user id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

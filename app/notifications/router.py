@@ -10,7 +10,7 @@ from app.core.deps import DbSession
 from app.core.i18n import Lang, negotiate_language
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.notifications import service, texts
 from app.notifications.models import Notification
 from app.notifications.schemas import (
@@ -23,7 +23,7 @@ from app.notifications.schemas import (
 
 router = APIRouter(prefix="/v1/me/notifications", tags=["notifications"])
 
-NotificationId = Annotated[int, Path(ge=1, le=MAX_ID, description="Notification id.")]
+NotificationId = Annotated[int, Path(ge=1, le=MAX_ID, description="Notification id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 LISTING = "notifications"
 

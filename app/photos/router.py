@@ -13,7 +13,7 @@ from app.core.db import utcnow
 from app.core.deps import AppSettings, DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.photos import service, signing
 from app.photos.models import Photo, PhotoKind
 from app.photos.schemas import PhotoPage, PhotoRead
@@ -22,9 +22,9 @@ from app.photos.upload import MULTIPART_BODY, PhotoStorageDep, UploadedImage
 
 router = APIRouter(tags=["photos"])
 
-WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
-ClaimId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim id.")]
-PhotoId = Annotated[int, Path(ge=1, le=MAX_ID, description="Photo id.")]
+WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
+ClaimId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim id."), PathDigits]
+PhotoId = Annotated[int, Path(ge=1, le=MAX_ID, description="Photo id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 UPLOAD_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429)

@@ -8,7 +8,7 @@ from app.core.auth import CurrentActor
 from app.core.deps import DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.regions import service
 from app.regions.models import OrganizerGrant, RegionKind
 from app.regions.schemas import (
@@ -22,8 +22,8 @@ from app.regions.schemas import (
 
 router = APIRouter(prefix="/v1/regions", tags=["regions"])
 
-RegionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Region id.")]
-UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="User id.")]
+RegionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Region id."), PathDigits]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="User id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

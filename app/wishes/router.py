@@ -9,7 +9,7 @@ from app.core.conditional import not_modified, required_if_match
 from app.core.deps import AuditedReadSession, DbSession
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
-from app.core.types import MAX_ID
+from app.core.types import MAX_ID, PathDigits
 from app.wishes import service
 from app.wishes.models import WishStatus
 from app.wishes.privacy import mask_address, mask_contact_phone, mask_name
@@ -26,7 +26,7 @@ from app.wishes.service import WishView
 
 router = APIRouter(prefix="/v1/wishes", tags=["wishes"])
 
-WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id.")]
+WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 

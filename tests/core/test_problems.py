@@ -22,6 +22,14 @@ async def test_unknown_route_is_a_problem(api: Api) -> None:
     assert_problem(await api.client.get("/v1/health/"), 404, "not_found")
 
 
+async def test_a_path_id_is_digits_only(api: Api) -> None:
+    headers = await api.user_headers("13800138000")
+    for odd in ("1_0", "%201", "+1", "1.0", "0", "9223372036854775808"):
+        response = await api.client.get(f"/v1/wishes/{odd}", headers=headers)
+        assert_problem(response, 422, "validation_failed")
+    assert_problem(await api.client.get("/v1/wishes/10", headers=headers), 404, "not_found")
+
+
 async def test_head_answers_wherever_get_does(api: Api) -> None:
     headers = await api.user_headers("13800138000")
     got = await api.client.get("/v1/me", headers=headers)

@@ -128,8 +128,21 @@ async def empty_all_tables(url: str) -> None:
     try:
         async with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
-                names = ", ".join(f'"{name}"' for name in tables)
-                await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                # DELETE and setval, not TRUNCATE … RESTART IDENTITY: on a test's few rows it
+                # is ten times faster (TRUNCATE makes new files for every table), with the
+                # same outcome: empty tables, ids from 1 again. One round trip each.
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute("; ".join(f'DELETE FROM "{name}"' for name in tables))
+                # The sequences of those tables' serial and identity columns only: the
+                # reference tables keep their rows, and their ids.
+                await driver.execute(
+                    "SELECT setval(s.oid, 1, false) FROM pg_class s "
+                    "JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') "
+                    "JOIN pg_class t ON t.oid = d.refobjid "
+                    "WHERE s.relkind = 'S' AND t.relname = ANY($1::text[])",
+                    tables,
+                )
             else:
                 for name in tables:
                     await connection.execute(text(f'DELETE FROM "{name}"'))

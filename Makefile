@@ -27,9 +27,10 @@ run: $(VENV)/.installed
 	$(BIN)/microwish seed-demo
 	$(BIN)/microwish serve --host $(HOST) --port $(PORT)
 
-## Lint, type-check and run the whole suite (PostgreSQL too when MICROWISH_TEST_POSTGRES_URL is set).
+## Lint, type-check and run the whole suite (PostgreSQL too when MICROWISH_TEST_POSTGRES_URL is set),
+## one pytest worker per core (each with its own databases and servers).
 test: $(VENV)/.installed lint $(CHROMIUM)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 
 $(CHROMIUM):

@@ -209,8 +209,10 @@ def _retry_later(exc: BaseException) -> bool:
     if state is not None:
         return state in _RETRY_LATER or state.startswith(_RETRY_LATER_CLASSES)
     for cause in _causes(exc):
-        if isinstance(cause, ConnectionError | PoolTimeout | InterfaceError):
-            return True  # InterfaceError: the connection closed under us
+        if isinstance(cause, ConnectionError | PoolTimeout | InterfaceError | OperationalError):
+            # InterfaceError: the connection closed under us; OperationalError (as the
+            # route handler maps it): also when raised outside a route, in a middleware.
+            return True
         if getattr(cause, "connection_invalidated", False):
             return True
         sqlite_code = getattr(cause, "sqlite_errorcode", None)

@@ -208,19 +208,26 @@ async def select_wishes(
         if entry.wish_id in {w.id for w in wishes}
     }
     for wish in wishes:
-        entry = existing.get(wish.id)
-        if entry is None:
-            session.add(
-                ClaimEventWish(
-                    event_id=event_id,
-                    wish_id=wish.id,
-                    community_id=wish.community_id,
-                    state=PoolState.selected.value,
-                )
-            )
-        else:
-            entry.state = PoolState.selected.value
+        _mark(session, event_id, wish, existing.get(wish.id), PoolState.selected)
     await session.flush()
+
+
+def _mark(
+    session: AsyncSession,
+    event_id: int,
+    wish: Wish,
+    entry: ClaimEventWish | None,
+    state: PoolState,
+) -> None:
+    """Give the wish's pool entry this state, making the entry if it has none."""
+    if entry is not None:
+        entry.state = state.value
+        return
+    session.add(
+        ClaimEventWish(
+            event_id=event_id, wish_id=wish.id, community_id=wish.community_id, state=state.value
+        )
+    )
 
 
 async def has_chosen(session: AsyncSession, event_id: int) -> bool:
@@ -241,19 +248,9 @@ async def leave_out(session: AsyncSession, event_id: int, wish: Wish) -> bool:
     """Keep a wish out of an event that pools its communities' wishes (a ``removed`` entry,
     which ``pool`` skips); False if it was left out already."""
     existing = await session.get(ClaimEventWish, (event_id, wish.id))
-    if existing is not None:
-        if existing.state == PoolState.removed.value:
-            return False
-        existing.state = PoolState.removed.value
-    else:
-        session.add(
-            ClaimEventWish(
-                event_id=event_id,
-                wish_id=wish.id,
-                community_id=wish.community_id,
-                state=PoolState.removed.value,
-            )
-        )
+    if existing is not None and existing.state == PoolState.removed.value:
+        return False
+    _mark(session, event_id, wish, existing, PoolState.removed)
     await session.flush()
     return True
 

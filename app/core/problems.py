@@ -153,8 +153,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The driver's own message ("database is locked", "connection refused"), never the
-    # statement's parameters, which may hold personal data.
-    # The driver's message only (a refused connection says where to), never a statement.
+    # statement or its parameters, which may hold personal data.
     original = getattr(exc, "orig", None)
     shown = original if original is not None else exc
     message = str(original)[:200] if original is not None else ""
@@ -202,9 +201,10 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 def _retry_later(exc: BaseException) -> bool:
     """The database (or the network to it) cannot serve now: a refused, reset or lost
-    connection, no free connection in the pool, or a state that asks for a retry. Also when
-    the driver's error reaches us unwrapped (a connection taken straight from the pool).
-    Other OS errors (a full disk, a photo store's timeout) stay 500s with their traceback."""
+    connection, no free connection in the pool, a database gone, corrupt or full, or a
+    state that asks for a retry. Also when the driver's error reaches us unwrapped (a
+    connection taken straight from the pool). Other errors (a photo store's timeout, a
+    bug) stay 500s with their traceback."""
     state = _sqlstate(exc)
     if state is not None:
         return state in _RETRY_LATER or state.startswith(_RETRY_LATER_CLASSES)

@@ -438,11 +438,12 @@ async def close_event(session: AsyncSession, actor: Actor, *, event_id: int) -> 
     return (await _views(session, actor, [event]))[0]
 
 
-async def advance(session: AsyncSession, event_id: int, now: datetime) -> None:
-    """Open or close one event if its time has come (idempotent)."""
+async def advance(session: AsyncSession, event_id: int, now: datetime) -> str | None:
+    """Open or close one event if its time has come (idempotent); its status after (None:
+    no such event)."""
     event = await repository.get(session, event_id, lock=True)
     if event is None:
-        return
+        return None
     if (
         event.status == EventStatus.scheduled.value
         and event.starts_at is not None
@@ -464,6 +465,7 @@ async def advance(session: AsyncSession, event_id: int, now: datetime) -> None:
         # and the report say when it really ended (an allocate event: when its allocation
         # is made, since its claims are made then).
         await _close(session, event, event.ends_at, None)
+    return event.status
 
 
 # Events this process failed to open or close: (failures so far, monotonic time of the
@@ -529,9 +531,7 @@ async def catch_up(database: Database, event_id: int) -> str | None:
     if due and _may_try(event_id):
         try:
             async with database.transaction(write=True) as session:
-                await advance(session, event_id, now)
-                advanced = await repository.get(session, event_id)
-                status = advanced.status if advanced is not None else status
+                status = await advance(session, event_id, now) or status
         except (OperationalError, InterfaceError):
             raise  # the database cannot serve: the request says so (503)
         except Exception:

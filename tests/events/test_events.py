@@ -567,11 +567,11 @@ async def test_an_event_the_clock_cannot_advance_is_retried_with_backoff(
     real_advance = events_service.advance
     tried: list[int] = []
 
-    async def advance(session: Any, event_id: int, now: datetime) -> None:
+    async def advance(session: Any, event_id: int, now: datetime) -> str | None:
         tried.append(event_id)
         if event_id == int(broken):
             raise RuntimeError("a bug")
-        await real_advance(session, event_id, now)
+        return await real_advance(session, event_id, now)
 
     monkeypatch.setattr(events_service, "advance", advance)
     monkeypatch.setattr(events_service, "_failing", {})

@@ -17,6 +17,7 @@ from app.claims.repository import EventClaim
 from app.core.actor import Actor
 from app.core.db import Database, utcnow
 from app.core.errors import Conflict, Forbidden, InvalidState, NotFound
+from app.core.types import rfc3339
 from app.events.models import ClaimEvent
 from app.members import repository as members_repository
 from app.members.models import MemberStatus
@@ -414,7 +415,7 @@ async def extend(session: AsyncSession, actor: Actor, *, claim_id: int) -> tuple
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
-    return notifications.rfc3339(moment) if moment is not None else None
+    return rfc3339(moment) if moment is not None else None
 
 
 async def release_due(database: Database) -> int:

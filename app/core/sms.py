@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.phone import mask_phone
+from app.core.types import rfc3339
 
 logger = logging.getLogger("microwish.sms")
 
@@ -75,7 +76,7 @@ class FileSmsSender:
             "text": text,
             "template": template,
             "params": dict(params),
-            "sent_at": utcnow().isoformat().replace("+00:00", "Z"),
+            "sent_at": rfc3339(utcnow()),
         }
         line = json.dumps(record, ensure_ascii=False) + "\n"
         await anyio.to_thread.run_sync(self._append, line)

@@ -73,6 +73,11 @@ def _require_utc(value: datetime) -> datetime:
         raise ValueError("a time between the years 1 and 9999 in UTC") from None
 
 
+def rfc3339(moment: datetime) -> str:
+    """A time as the API writes it: RFC 3339 in UTC, with ``Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 UTCTime = Annotated[datetime, BeforeValidator(_require_rfc3339), AfterValidator(_require_utc)]
 """An RFC 3339 time with an offset; stored and returned in UTC."""
 

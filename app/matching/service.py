@@ -17,13 +17,13 @@ from app.core.actor import Actor
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import DomainError, Forbidden, InvalidState, NotFound, ValidationFailed
+from app.core.types import rfc3339
 from app.matching import engine, repository
 from app.matching.models import MatchingAssignment, MatchingRun
 from app.members import repository as members_repository
 from app.members.models import MemberStatus
 from app.notifications import service as notifications
 from app.notifications.models import NotificationKind
-from app.notifications.service import rfc3339
 from app.regions import repository as regions_repository
 from app.regions.access import require_region_scope, scope_of
 from app.wishes import repository as wishes_repository

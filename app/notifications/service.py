@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.actor import Actor
 from app.core.db import Database, utcnow
 from app.core.errors import NotFound
+from app.core.types import rfc3339
 from app.notifications import repository
 from app.notifications.models import Notification, NotificationKind
 
@@ -25,10 +26,6 @@ logger = logging.getLogger("microwish.notifications")
 
 def _outbox(session: AsyncSession) -> bool:
     return repository.push_outbox(session)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def notify(

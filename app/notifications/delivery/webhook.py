@@ -26,10 +26,10 @@ import httpx
 
 from app.core.config import Settings
 from app.core.db import Database, utcnow
+from app.core.types import rfc3339
 from app.notifications import repository, texts
 from app.notifications.delivery import signing, targets
 from app.notifications.repository import DueDelivery
-from app.notifications.service import rfc3339
 
 logger = logging.getLogger("microwish.push")
 

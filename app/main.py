@@ -82,7 +82,9 @@ _IDEMPOTENCY_KEY = {
     "description": "Retry safely: a repeated request with the same key (per user, kept 48 h) "
     "gets the first response again, with `Idempotent-Replayed: true`, instead of acting "
     "twice. 409 `idempotency_in_flight` while the first is still running; 422 "
-    "`idempotency_key_reused` for a different request under the same key.",
+    "`idempotency_key_reused` for a different request under the same key. On the routes "
+    "that issue tokens the answer is replayed for 10 minutes, and the same key with another "
+    "body is simply another request.",
 }
 _IF_MATCH = {
     "name": "If-Match",

@@ -18,12 +18,27 @@ claim twice. How:
 A request that fails (a problem response) changed nothing: its reservation is dropped, so
 a retry runs again. Keys are kept ``settings.idempotency_ttl_hours`` (≥ 24 h), per user
 (unauthenticated calls such as register share one anonymous scope).
+
+The routes that hand out tokens (``/v1/auth/token``, ``/refresh``, ``/otp/verify``) are
+replayable too, since a refresh token or a code is spent by its first use and a lost answer
+would otherwise log the phone out. Their answers are credentials, so:
+
+- the stored body is sealed (AES-GCM) with a key derived from the server secret and the
+  request body itself (which holds the password, refresh token or code, none of them kept
+  in the clear): a copy of the database cannot open it;
+- the key is bound to the body: the same key with another body is simply another request,
+  which runs (and meets the route's own attempt counters and rate limits) instead of
+  telling a guesser "wrong body" for free;
+- a replay is honoured for ``CREDENTIAL_REPLAY_WINDOW`` only (lost-answer retries come
+  within seconds); after it the request runs again like any first attempt.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import sys
 from collections.abc import MutableMapping
 from contextlib import AsyncExitStack
@@ -31,6 +46,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import (
     BigInteger,
     Index,
@@ -65,10 +82,9 @@ HEADER = "idempotency-key"
 KEY_MAX = 255
 STALE_AFTER = timedelta(seconds=60)
 ANONYMOUS = 0  # scope of unauthenticated requests (user ids start at 1)
-# Routes whose responses carry fresh credentials are never stored (a replay would hand a
-# refresh token to whoever repeats the body). A refresh token or code is spent by its first
-# use even when the answer is lost: the app logs in again (README "Retries").
-_NOT_STORED = frozenset({"/v1/auth/token", "/v1/auth/refresh", "/v1/auth/otp/verify"})
+# Routes whose responses carry fresh credentials (see the module doc).
+_CREDENTIAL_ROUTES = frozenset({"/v1/auth/token", "/v1/auth/refresh", "/v1/auth/otp/verify"})
+CREDENTIAL_REPLAY_WINDOW = timedelta(minutes=10)
 # Response headers worth replaying.
 _REPLAYED_HEADERS = {b"content-type", b"location", b"etag", b"content-language"}
 
@@ -146,12 +162,37 @@ def _canonical_body(scope: Scope, body: bytes) -> bytes:
     return body
 
 
-def _fingerprint(scope: Scope, body: bytes) -> str:
+def _fingerprint(scope: Scope, canonical_body: bytes) -> str:
     digest = hashlib.sha256()
     digest.update(scope["method"].encode())
     digest.update(b"\0" + scope["path"].encode() + b"\0" + scope.get("query_string", b""))
-    digest.update(b"\0" + _canonical_body(scope, body))
+    digest.update(b"\0" + canonical_body)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Seal:
+    """Seals a credential route's stored answer with a key only the same request can derive
+    (server secret + the request's own body, which carries the secret it was answered for)."""
+
+    key: bytes
+
+    @classmethod
+    def for_request(cls, secret_key: str, canonical_body: bytes) -> _Seal:
+        derived = hmac.new(
+            secret_key.encode(), b"microwish idempotent credentials\0" + canonical_body, "sha256"
+        )
+        return cls(derived.digest())
+
+    def close(self, body: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self.key).encrypt(nonce, body, None)
+
+    def open(self, sealed: bytes) -> bytes | None:
+        try:
+            return AESGCM(self.key).decrypt(sealed[:12], sealed[12:], None)
+        except (InvalidTag, ValueError):  # sealed under another server secret
+            return None
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -200,9 +241,12 @@ _RELEASE = (
 
 
 async def _reserve(
-    database: Database, user_scope: int, key: str, fingerprint: str
+    database: Database, user_scope: int, key: str, fingerprint: str, seal: _Seal | None = None
 ) -> _Stored | None:
-    """Reserve the key (None), or return the response already stored for it."""
+    """Reserve the key (None), or return the response already stored for it. With ``seal``
+    (a credential route) the stored body is opened with it, and an answer older than
+    ``CREDENTIAL_REPLAY_WINDOW`` (or one that no longer opens) is not replayed: the key is
+    taken over and the request runs again."""
     now = utcnow()
     if not database.is_sqlite:
         # The common case, a new key: one round trip (no BEGIN and COMMIT around it).
@@ -244,17 +288,30 @@ async def _reserve(
                 (name.encode("latin-1"), value.encode("latin-1"))
                 for name, value in json.loads(row.response_headers or "[]")
             ]
-            return _Stored(row.response_status, headers, row.response_body or b"")
-        # In flight. A reservation older than STALE_AFTER belongs to a request that died
-        # before committing (nothing of it was stored): take it over.
+            body: bytes | None = row.response_body or b""
+            if seal is not None:
+                fresh = row.created_at >= now - CREDENTIAL_REPLAY_WINDOW
+                body = seal.open(body) if fresh and body else None
+            if body is not None:
+                return _Stored(row.response_status, headers, body)
+            taken_over = IdempotencyKey.status == "done"
+        else:
+            # In flight. A reservation older than STALE_AFTER belongs to a request that died
+            # before committing (nothing of it was stored): take it over.
+            taken_over = (IdempotencyKey.status == "in_flight") & (
+                IdempotencyKey.updated_at < now - STALE_AFTER
+            )
         taken = await session.execute(
             update(IdempotencyKey)
-            .where(
-                IdempotencyKey.id == row.id,
-                IdempotencyKey.status == "in_flight",
-                IdempotencyKey.updated_at < now - STALE_AFTER,
+            .where(IdempotencyKey.id == row.id, taken_over)
+            .values(
+                status="in_flight",
+                response_status=None,
+                response_headers=None,
+                response_body=None,
+                created_at=now,
+                updated_at=now,
             )
-            .values(updated_at=now)
             .returning(IdempotencyKey.id)
         )
         if taken.first() is None:
@@ -262,7 +319,9 @@ async def _reserve(
         return None
 
 
-async def _store(session: AsyncSession, user_scope: int, key: str, stored: _Stored) -> None:
+async def _store(
+    session: AsyncSession, user_scope: int, key: str, stored: _Stored, seal: _Seal | None
+) -> None:
     connection = await session.connection()
     params = {
         "scope_of_key": user_scope,
@@ -271,7 +330,7 @@ async def _store(session: AsyncSession, user_scope: int, key: str, stored: _Stor
         "response_headers": json.dumps(
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in stored.headers]
         ),
-        "response_body": stored.body,
+        "response_body": stored.body if seal is None else seal.close(stored.body),
         "now": utcnow(),
     }
     if connection.dialect.driver == "asyncpg":
@@ -352,7 +411,7 @@ class IdempotencyMiddleware:
             return
         request = Request(scope, receive)
         key = request.headers.get(HEADER)
-        if key is None or scope["path"] in _NOT_STORED:
+        if key is None:
             await self.app(scope, receive, send)
             return
         try:
@@ -369,8 +428,18 @@ class IdempotencyMiddleware:
             raise ValidationFailed("invalid_idempotency_key", max_length=KEY_MAX)
         body = await _bounded_body(request)
         database: Database = request.app.state.database
-        user_scope = _user_scope(request)
-        stored = await _reserve(database, user_scope, key, _fingerprint(scope, body))
+        canonical = _canonical_body(scope, body)
+        fingerprint = _fingerprint(scope, canonical)
+        seal = None
+        if scope["path"] in _CREDENTIAL_ROUTES:
+            # Anonymous (a bearer token that lapses between attempts must not change the
+            # scope), and bound to the body (see the module doc).
+            user_scope = ANONYMOUS
+            key = hashlib.sha256(f"{fingerprint}\0{key}".encode()).hexdigest()
+            seal = _Seal.for_request(request.app.state.settings.secret_key, canonical)
+        else:
+            user_scope = _user_scope(request)
+        stored = await _reserve(database, user_scope, key, fingerprint, seal)
         if stored is not None:
             await _send_stored(send, stored, replayed=True)
             return
@@ -402,12 +471,12 @@ class IdempotencyMiddleware:
                 await _release(database, user_scope, key)
             elif handoff.stack is not None:
                 assert handoff.session is not None
-                await _store(handoff.session, user_scope, key, response)
+                await _store(handoff.session, user_scope, key, response, seal)
                 stack, handoff.stack = handoff.stack, None
                 await stack.aclose()  # commit: the change and its response together
             else:
                 async with database.transaction(write=True) as session:
-                    await _store(session, user_scope, key, response)
+                    await _store(session, user_scope, key, response, seal)
         except BaseException:
             if handoff.stack is not None:
                 stack, handoff.stack = handoff.stack, None

@@ -178,6 +178,22 @@ async def test_first_login_registers_and_the_second_logs_in(
     assert me_again.json()["id"] == me.json()["id"]
 
 
+async def test_a_lost_verify_answer_is_replayed_under_its_key(api: OtpApi) -> None:
+    """The code is spent by its first use; the retry of a dropped verify gets that first
+    answer back rather than 400 otp_expired and another SMS round."""
+    assert (await api.request()).status_code == 202
+    code = await api.code()
+    headers = {"Idempotency-Key": "verify-1"}
+    first = await api.verify(code, headers=headers)
+    again = await api.verify(code, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await api.count("users") == 1
+    # Without the key the code is spent, as before.
+    assert_problem(await api.verify(code), 400, "otp_expired")
+
+
 async def test_a_password_user_logs_in_by_code_and_answers_do_not_tell_who_has_an_account(
     api: OtpApi,
 ) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 
 import httpx
 import pytest
 
+from app.core import idempotency
 from tests.conftest import Api
 from tests.invariants import violations
 from tests.live import seed
+from tests.problems import assert_problem
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -170,13 +173,67 @@ async def test_an_oversized_body_is_refused_before_it_is_held(api: Api) -> None:
     assert (await api.sql("SELECT count(*) FROM idempotency_keys"))[0][0] == 0
 
 
-async def test_credentials_are_never_stored(api: Api) -> None:
+async def test_a_lost_refresh_answer_is_replayed_sealed(api: Api) -> None:
+    """A refresh token is spent by its first use: without a replay, a phone whose answer
+    was lost would present it again and have its whole login revoked."""
     await api.register("13911113333")
-    body = {"phone": "13911113333", "password": "password-123"}
-    headers = {"Idempotency-Key": "login-1"}
-    first = await api.client.post("/v1/auth/token", json=body, headers=headers)
-    again = await api.client.post("/v1/auth/token", json=body, headers=headers)
+    pair = await api.login("13911113333")
+    body = {"refresh_token": pair["refresh_token"]}
+    headers = {"Idempotency-Key": "refresh-1"}
+    first = await api.client.post("/v1/auth/refresh", json=body, headers=headers)
+    again = await api.client.post("/v1/auth/refresh", json=body, headers=headers)
     assert first.status_code == again.status_code == 200
-    assert "idempotent-replayed" not in again.headers
-    assert again.json()["refresh_token"] != first.json()["refresh_token"]
-    assert (await api.sql("SELECT count(*) FROM idempotency_keys"))[0][0] == 0
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    # Nothing was revoked: the pair the phone finally got works.
+    refreshed = await api.client.post(
+        "/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    # The stored answer is sealed: a copy of the database holds no usable token, and the
+    # key the client chose is not stored either.
+    [(stored_key, stored_body)] = await api.sql("SELECT key, response_body FROM idempotency_keys")
+    assert stored_key != "refresh-1"
+    assert isinstance(stored_body, bytes)
+    for token in (first.json()["refresh_token"], first.json()["access_token"]):
+        assert token.encode() not in stored_body
+    # Without a key a spent token stays spent (and revokes the login, as before).
+    reused = await api.client.post("/v1/auth/refresh", json=body)
+    assert_problem(reused, 401, "invalid_refresh_token")
+
+
+async def test_a_credential_key_with_another_body_runs_as_a_new_request(api: Api) -> None:
+    """No "wrong body" oracle on the token routes: the same key with another password is
+    just another login attempt, checked (and counted) like any other."""
+    await api.register("13911113334")
+    headers = {"Idempotency-Key": "login-2"}
+    good = {"phone": "13911113334", "password": "password-123"}
+    first = await api.client.post("/v1/auth/token", json=good, headers=headers)
+    assert first.status_code == 200
+    guess = await api.client.post(
+        "/v1/auth/token", json={**good, "password": "password-124"}, headers=headers
+    )
+    assert_problem(guess, 401, "invalid_credentials")
+    replay = await api.client.post("/v1/auth/token", json=good, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == first.json()
+
+
+async def test_a_credential_answer_is_replayed_only_within_its_window(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await api.register("13911113335")
+    body = {"phone": "13911113335", "password": "password-123"}
+    headers = {"Idempotency-Key": "login-3"}
+    first = await api.client.post("/v1/auth/token", json=body, headers=headers)
+    monkeypatch.setattr(idempotency, "CREDENTIAL_REPLAY_WINDOW", timedelta(0))
+    later = await api.client.post("/v1/auth/token", json=body, headers=headers)
+    assert later.status_code == 200
+    assert "idempotent-replayed" not in later.headers
+    assert later.json()["refresh_token"] != first.json()["refresh_token"]
+    # The key now holds the newer answer.
+    monkeypatch.undo()
+    replay = await api.client.post("/v1/auth/token", json=body, headers=headers)
+    assert replay.json() == later.json()
+    assert (await api.sql("SELECT count(*) FROM idempotency_keys"))[0][0] == 1

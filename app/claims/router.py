@@ -154,7 +154,8 @@ async def get_claim(
 @router.post(
     "/v1/claims/{claim_id}/withdraw",
     summary="Withdraw my active claim (its slots return to the wish)",
-    responses=problem_responses(401, 404, 409, 422),
+    description="403 `forbidden` (`not_your_claim`) for anyone but the claimer.",
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
     claim, wish = await service.withdraw(session, actor, claim_id=claim_id)
@@ -166,9 +167,10 @@ async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentAc
     summary="Extend my active claim's deadline, once",
     description=(
         "Adds the wish category's claim period again. 409 `already_extended`, "
-        "`invalid_state` (not active, or already past its deadline)."
+        "`invalid_state` (not active, or already past its deadline); 403 `forbidden` "
+        "(`not_your_claim`) for anyone but the claimer."
     ),
-    responses=problem_responses(401, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def extend_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
     claim, wish = await service.extend(session, actor, claim_id=claim_id)
@@ -178,7 +180,8 @@ async def extend_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActo
 @router.post(
     "/v1/claims/{claim_id}/fulfil",
     summary="Report my claim fulfilled, with a note",
-    responses=problem_responses(400, 401, 404, 409, 422),
+    description="403 `forbidden` (`not_your_claim`) for anyone but the claimer.",
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def fulfil_claim(
     claim_id: ClaimId, session: DbSession, actor: CurrentActor, body: FulfilIn | None = None

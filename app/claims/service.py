@@ -26,7 +26,7 @@ from app.notifications.models import NotificationKind
 from app.regions.access import scope_of
 from app.wishes import repository as wishes_repository
 from app.wishes import service as wishes_service
-from app.wishes.models import LIVE_STATUSES, NEVER_PUBLISHED, Wish, WishStatus
+from app.wishes.models import LIVE_STATUSES, Wish, WishStatus
 from app.wishes.service import is_owner, may_see
 
 logger = logging.getLogger("microwish.claims")
@@ -134,9 +134,7 @@ async def _explain_wish_refusal(
     event_id: int | None,
 ) -> None:
     wish = await wishes_repository.get(session, wish_id)
-    never_published = wish is not None and wish.status in NEVER_PUBLISHED
-    if wish is None or (never_published and not await may_see(session, actor, wish)):
-        # A wish nobody was shown stays unknown; one that was public gets a real reason.
+    if wish is None:
         raise NotFound(resource="wish")
     if actor.user_id in (wish.resident_id, wish.creator_id):
         raise Conflict("own_wish")
@@ -197,9 +195,13 @@ async def _explain_member_refusal(
 
 
 async def _own_claim(session: AsyncSession, actor: Actor, claim_id: int) -> Claim:
+    """The claimer's own claim; someone else's is 403 (an action on something that exists:
+    reads of what one may not see are the 404s)."""
     claim = await repository.get(session, claim_id)
-    if claim is None or claim.member_id != actor.user_id:
+    if claim is None:
         raise NotFound(resource="claim")
+    if claim.member_id != actor.user_id:
+        raise Forbidden(reason="not_your_claim")
     return claim
 
 

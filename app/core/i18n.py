@@ -179,6 +179,10 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
         "zh-CN": ("超出管辖范围", "该区域不在您的管辖范围内。"),
         "en": ("Out of scope", "That region is outside the regions you organize."),
     },
+    "not_your_claim": {
+        "zh-CN": ("不是您的认领", "只有认领人本人可以执行此操作。"),
+        "en": ("Not your claim", "Only the member who made this claim may do this."),
+    },
     "not_found": {
         "zh-CN": ("未找到", "{resource}不存在。"),
         "en": ("Not found", "The {resource} does not exist."),

@@ -376,10 +376,7 @@ async def _require_organizer_of(session: AsyncSession, actor: Actor, wish_id: in
     wish = await repository.get(session, wish_id)
     if wish is None:
         raise NotFound(resource="wish")
-    scope = await scope_of(session, actor)
-    if not scope.covers(wish):
-        if await relation_to(session, scope, wish) == Relation.none:
-            raise NotFound(resource="wish")
+    if not (await scope_of(session, actor)).covers(wish):
         raise Forbidden(reason="out_of_scope")
     return wish
 
@@ -523,7 +520,7 @@ async def confirm(
 ) -> WishView:
     """The resident confirms fulfilment (or the organizer who published it for them)."""
     wish = await repository.get(session, wish_id)
-    if wish is None or not await may_see(session, actor, wish):
+    if wish is None:
         raise NotFound(resource="wish")
     if not is_owner(actor.user_id, wish):
         raise Forbidden()

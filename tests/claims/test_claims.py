@@ -6,6 +6,7 @@ import pytest
 from app.main import create_app
 from tests.conftest import Api, make_settings
 from tests.invariants import violations
+from tests.problems import assert_problem
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -186,8 +187,9 @@ async def test_claims_only_on_open_wishes(world: World) -> None:
     api = world.api
     member, _ = await world.member()
     pending = await world.wish(approve=False)
-    invisible = await world.claim(pending["id"], member)
-    assert invisible.status_code == 404  # a pending wish is not shown to members at all
+    unreviewed = await world.claim(pending["id"], member)
+    assert_problem(unreviewed, 409, "not_claimable")
+    assert unreviewed.json()["current_state"] == "pending_review"
     done = await world.wish()
     claim = (await world.claim(done["id"], member)).json()
     await api.client.post(f"/v1/claims/{claim['id']}/fulfil", json={"note": "ok"}, headers=member)
@@ -233,9 +235,9 @@ async def test_withdraw_returns_slots_and_reopens(world: World) -> None:
     member, member_id = await world.member()
     other, _ = await world.member()
     claim = (await world.claim(wish["id"], member)).json()
-    assert (
-        await api.client.post(f"/v1/claims/{claim['id']}/withdraw", headers=other)
-    ).status_code == 404
+    not_theirs = await api.client.post(f"/v1/claims/{claim['id']}/withdraw", headers=other)
+    assert_problem(not_theirs, 403, "forbidden")
+    assert not_theirs.json()["reason"] == "not_your_claim"
     withdrawn = await api.client.post(f"/v1/claims/{claim['id']}/withdraw", headers=member)
     assert withdrawn.status_code == 200
     assert withdrawn.json()["status"] == "withdrawn"

@@ -269,7 +269,7 @@ async def test_extend_once(world: World, clock: Clock) -> None:
     claim = await claimed(world, (await world.wish(category="repair"))["id"], member)
 
     refused = await api.client.post(f"/v1/claims/{claim['id']}/extend", headers=stranger)
-    assert refused.status_code == 404
+    assert refused.status_code == 403
     extended = await api.client.post(f"/v1/claims/{claim['id']}/extend", headers=member)
     assert extended.status_code == 200, extended.text
     body = extended.json()

@@ -9,6 +9,7 @@ from app.core.clock import run_jobs_once
 from app.core.db import create_database, utcnow
 from app.wishes.service import expire_overdue
 from tests.conftest import Api
+from tests.problems import assert_problem
 from tests.world import World, build_world
 
 pytestmark = pytest.mark.anyio
@@ -65,7 +66,8 @@ async def test_review_is_scoped_to_the_organizers_subtree(world: World) -> None:
     api = world.api
     wish = await world.wish("C3", approve=False)  # street S2: outside the organizer's S1
     outside = await api.client.post(f"/v1/wishes/{wish['id']}/approve", headers=world.organizer)
-    assert outside.status_code == 404  # a pending wish outside scope is not even visible
+    assert_problem(outside, 403, "forbidden")  # acting on it: not yours to review
+    assert outside.json()["reason"] == "out_of_scope"
     own = await api.client.post(f"/v1/wishes/{wish['id']}/approve", headers=world.resident)
     assert own.status_code == 403
     by_admin = await api.client.post(f"/v1/wishes/{wish['id']}/approve", headers=world.admin)

@@ -25,7 +25,9 @@ transaction has committed (SQLAlchemy's ``after_commit`` event; also under an
 ever sent that was not stored, the response does not wait for the provider, and no database
 transaction (SQLite's single write lock above all) is held during the network call. A send that
 fails or is lost with the process is harmless: the stored code expires unused, and the user asks
-for another after the resend cooldown.
+for another after the resend cooldown. The development senders (``file``, ``log``) write in the
+commit itself, before the response leaves, so a client (or a test) that reads the file on the
+202 finds its code there.
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ class FileSmsSender:
     async def send(
         self, phone: str, text: str, *, template: str, params: Mapping[str, str]
     ) -> None:
+        await anyio.to_thread.run_sync(self._append, self._line(phone, text, template, params))
+
+    def send_now(self, phone: str, text: str, *, template: str, params: Mapping[str, str]) -> None:
+        """Append at once (a local write of one line): the outbox calls this in the commit,
+        so the code is in the file before the response leaves."""
+        self._append(self._line(phone, text, template, params))
+
+    @staticmethod
+    def _line(phone: str, text: str, template: str, params: Mapping[str, str]) -> str:
         record = {
             "phone": phone,
             "code": params.get("code"),
@@ -78,8 +89,7 @@ class FileSmsSender:
             "params": dict(params),
             "sent_at": rfc3339(utcnow()),
         }
-        line = json.dumps(record, ensure_ascii=False) + "\n"
-        await anyio.to_thread.run_sync(self._append, line)
+        return json.dumps(record, ensure_ascii=False) + "\n"
 
     def _append(self, line: str) -> None:
         with self._lock:
@@ -95,6 +105,9 @@ class LogSmsSender:
     async def send(
         self, phone: str, text: str, *, template: str, params: Mapping[str, str]
     ) -> None:
+        self.send_now(phone, text, template=template, params=params)
+
+    def send_now(self, phone: str, text: str, *, template: str, params: Mapping[str, str]) -> None:
         logger.info("SMS to %s [%s]: %s", mask_phone(phone), template, text)
 
 
@@ -129,7 +142,21 @@ class SmsOutbox:
         """Send ``message`` when ``session`` commits; never if it rolls back."""
 
         def on_commit(_session: Any) -> None:
-            # Runs inside the commit, on the event loop's thread: start the send, don't wait.
+            # Runs inside the commit, on the event loop's thread, before the response leaves.
+            # A local sender (file, log) writes at once, so the code is there when the client
+            # reads the answer; a provider's network call is started, not waited for.
+            send_now = getattr(self.sender, "send_now", None)
+            if send_now is not None:
+                try:
+                    send_now(
+                        message.phone,
+                        message.text,
+                        template=message.template,
+                        params=message.params,
+                    )
+                except Exception:
+                    logger.exception("SMS to %s failed", mask_phone(message.phone))
+                return
             task = asyncio.get_running_loop().create_task(self._deliver(message))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)

@@ -165,7 +165,8 @@ async def test_rush_lifecycle(world: World) -> None:
     assert not_pooled.status_code == 409
     assert not_pooled.json()["code"] == "not_in_event"
     hidden_wish = await event_claim(world, event_id, pending["id"], local)
-    assert hidden_wish.status_code == 404
+    assert hidden_wish.status_code == 409  # still in review: not claimable, in or out of events
+    assert hidden_wish.json()["code"] == "not_claimable"
     missing = await event_claim(world, event_id, "99999", local)
     assert missing.status_code == 404
     own = await event_claim(world, event_id, c2_wish["id"], world.resident)

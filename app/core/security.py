@@ -55,6 +55,9 @@ def issue_access_token(*, user_id: int, secret_key: str, ttl_seconds: int) -> st
         "aud": ACCESS_AUDIENCE,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+        # Unique per token: two issued within the same second (a login and an immediate
+        # refresh) are still different tokens, as "a new pair" promises.
+        "jti": secrets.token_urlsafe(9),
     }
     return jwt.encode(payload, secret_key, algorithm=JWT_ALGORITHM)
 

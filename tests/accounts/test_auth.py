@@ -97,6 +97,8 @@ async def test_refresh_rotates_and_a_spent_token_revokes_its_family(api: Api) ->
     assert rotated.status_code == 200
     second = rotated.json()
     assert second["refresh_token"] != first["refresh_token"]
+    # A new pair, even within the same second as the login.
+    assert second["access_token"] != first["access_token"]
 
     replay = await api.client.post(
         "/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}

@@ -20,11 +20,12 @@ from app.accounts.schemas import (
 from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, DbSession
 from app.core.errors import BadRequest, Conflict, Unauthorized
+from app.core.nobody import Route
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits, client_ip
 from app.core.sms import SmsOutbox
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(route_class=Route, tags=["accounts"])
 
 
 async def _rate_limits(request: Request) -> RateLimits:

@@ -5,9 +5,10 @@ from pydantic import BaseModel
 
 from app.categories import service
 from app.core.deps import DbSession
+from app.core.nobody import Route
 from app.core.problems import problem_responses
 
-router = APIRouter(tags=["categories"])
+router = APIRouter(route_class=Route, tags=["categories"])
 
 
 class CategoryRead(BaseModel):

@@ -10,13 +10,14 @@ from app.claims.schemas import ClaimCreate, ClaimPage, ClaimRead, FulfilIn, Revo
 from app.core.auth import CurrentActor
 from app.core.conditional import etag, not_modified
 from app.core.deps import AppSettings, DbSession
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
 from app.core.types import MAX_ID, PathDigits
 from app.wishes.models import Wish, WishStatus
 
-router = APIRouter(tags=["claims"])
+router = APIRouter(route_class=Route, tags=["claims"])
 
 WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
 ClaimId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim id."), PathDigits]

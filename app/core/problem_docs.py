@@ -8,8 +8,9 @@ from starlette.requests import Request
 
 from app.core.errors import NotFound
 from app.core.i18n import CATALOG, negotiate_language
+from app.core.nobody import Route
 
-router = APIRouter(tags=["problems"], include_in_schema=False)
+router = APIRouter(route_class=Route, tags=["problems"], include_in_schema=False)
 
 
 class ProblemType(BaseModel):

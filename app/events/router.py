@@ -18,6 +18,7 @@ from app.core.conditional import not_modified, required_if_match
 from app.core.db import Database
 from app.core.deps import DbSession
 from app.core.errors import Unauthorized
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
@@ -43,8 +44,8 @@ from app.events.schemas import (
 )
 from app.wishes.models import Wish, WishStatus
 
-router = APIRouter(prefix="/v1/claim-events", tags=["claim events"])
-board_router = APIRouter(tags=["claim events"])
+router = APIRouter(route_class=Route, prefix="/v1/claim-events", tags=["claim events"])
+board_router = APIRouter(route_class=Route, tags=["claim events"])
 
 EventId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim event id."), PathDigits]
 WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]

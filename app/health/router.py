@@ -9,9 +9,10 @@ from starlette.requests import Request
 
 from app.core.db import Database
 from app.core.errors import ServiceUnavailable
+from app.core.nobody import Route
 from app.core.problems import problem_responses
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=Route, tags=["health"])
 
 HEALTH_DB_TIMEOUT_SECONDS = 2.0
 

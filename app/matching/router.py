@@ -8,6 +8,7 @@ from starlette.requests import Request
 from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, DbSession
 from app.core.i18n import Lang, negotiate_language
+from app.core.nobody import Route
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID, PathDigits
 from app.matching import service
@@ -29,7 +30,7 @@ from app.matching.schemas import (
     UnfilledWish,
 )
 
-router = APIRouter(tags=["matching"])
+router = APIRouter(route_class=Route, tags=["matching"])
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Matching run id."), PathDigits]
 WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from app.core.auth import CurrentActor
 from app.core.conditional import not_modified, required_if_match
 from app.core.deps import DbSession
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID, PathDigits
@@ -22,7 +23,7 @@ from app.members.schemas import (
     RosterRead,
 )
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
+router = APIRouter(route_class=Route, prefix="/v1/members", tags=["members"])
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The member's user id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]

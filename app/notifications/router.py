@@ -8,6 +8,7 @@ from starlette.requests import Request
 from app.core.auth import CurrentActor
 from app.core.deps import DbSession
 from app.core.i18n import Lang, negotiate_language
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID, PathDigits
@@ -21,7 +22,7 @@ from app.notifications.schemas import (
     UnreadCount,
 )
 
-router = APIRouter(prefix="/v1/me/notifications", tags=["notifications"])
+router = APIRouter(route_class=Route, prefix="/v1/me/notifications", tags=["notifications"])
 
 NotificationId = Annotated[int, Path(ge=1, le=MAX_ID, description="Notification id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]

@@ -11,6 +11,7 @@ from app.core.auth import CurrentActor
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deps import AppSettings, DbSession
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID, PathDigits
@@ -20,7 +21,7 @@ from app.photos.schemas import PhotoPage, PhotoRead
 from app.photos.signing import PhotoVariant
 from app.photos.upload import MULTIPART_BODY, PhotoStorageDep, UploadedImage
 
-router = APIRouter(tags=["photos"])
+router = APIRouter(route_class=Route, tags=["photos"])
 
 WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
 ClaimId = Annotated[int, Path(ge=1, le=MAX_ID, description="Claim id."), PathDigits]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from app.core.auth import CurrentActor
 from app.core.deps import DbSession
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID, PathDigits
@@ -20,7 +21,7 @@ from app.regions.schemas import (
     RegionRead,
 )
 
-router = APIRouter(prefix="/v1/regions", tags=["regions"])
+router = APIRouter(route_class=Route, prefix="/v1/regions", tags=["regions"])
 
 RegionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Region id."), PathDigits]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="User id."), PathDigits]

@@ -10,6 +10,7 @@ from app.claims.router import claim_read
 from app.core.auth import CurrentActor
 from app.core.deps import AppSettings, AuditedReadSession
 from app.core.i18n import negotiate_language
+from app.core.nobody import Route
 from app.core.pagination import MAX_LIMIT
 from app.core.problems import problem_responses
 from app.notifications.router import notification_read
@@ -18,7 +19,7 @@ from app.sync.schemas import SyncPage, Tombstone
 from app.sync.tokens import MAX_TOKEN_LENGTH
 from app.wishes.router import wish_read
 
-router = APIRouter(prefix="/v1/sync", tags=["sync"])
+router = APIRouter(route_class=Route, prefix="/v1/sync", tags=["sync"])
 
 
 @router.get(

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from app.core.auth import CurrentActor
 from app.core.conditional import not_modified, required_if_match
 from app.core.deps import AuditedReadSession, DbSession
+from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.types import MAX_ID, PathDigits
@@ -24,7 +25,7 @@ from app.wishes.schemas import (
 )
 from app.wishes.service import WishView
 
-router = APIRouter(prefix="/v1/wishes", tags=["wishes"])
+router = APIRouter(route_class=Route, prefix="/v1/wishes", tags=["wishes"])
 
 WishId = Annotated[int, Path(ge=1, le=MAX_ID, description="Wish id."), PathDigits]
 Paging = Annotated[PageParams, Depends(page_params)]

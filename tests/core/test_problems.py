@@ -12,6 +12,7 @@ from app.core.errors import InvalidState
 from app.main import create_app
 from tests.conftest import Api, make_settings
 from tests.problems import assert_problem
+from tests.world import build_world
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +151,34 @@ async def test_an_oversized_json_body_is_413_before_it_is_parsed(api: Api) -> No
         headers={"Content-Type": "application/json", "Idempotency-Key": "deep-1"},
     )
     assert deep.status_code in (400, 422), deep.text
+
+
+async def test_an_action_without_a_body_refuses_one_and_changes_nothing(api: Api) -> None:
+    """Approve, withdraw, open… declare no body; a body they cannot ignore is bad input."""
+    world = await build_world(api)
+    wish = await world.wish(approve=False)
+    url = f"/v1/wishes/{wish['id']}/approve"
+    for content, status, code in (
+        (b'{"force": true}', 422, "validation_failed"),
+        (b"[1, 2]", 422, "validation_failed"),
+        (b'"x"', 422, "validation_failed"),
+        (b"{", 400, "malformed_json"),
+    ):
+        response = await api.client.post(
+            url,
+            content=content,
+            headers={**world.organizer, "Content-Type": "application/json"},
+        )
+        assert_problem(response, status, code)
+        current = await api.client.get(f"/v1/wishes/{wish['id']}", headers=world.organizer)
+        assert current.json()["status"] == "pending_review"
+    # What client libraries send by default is fine: nothing, {}, or null.
+    approved = await api.client.post(url, json={}, headers=world.organizer)
+    assert approved.status_code == 200
+    member, _ = await world.member()
+    claim = (await world.claim(wish["id"], member)).json()
+    withdraw = f"/v1/claims/{claim['id']}/withdraw"
+    refused = await api.client.post(withdraw, json={"reason": "x"}, headers=member)
+    assert_problem(refused, 422, "validation_failed")
+    assert refused.json()["errors"][0]["loc"] == ["body"]
+    assert (await api.client.post(withdraw, content=b"null", headers=member)).status_code == 200

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from starlette.requests import Request
 
 from app.accounts import service
@@ -18,6 +18,7 @@ from app.accounts.schemas import (
     UserRead,
 )
 from app.core.auth import CurrentActor
+from app.core.conditional import tagged_read
 from app.core.deps import AppSettings, DbSession
 from app.core.errors import BadRequest, Conflict, Unauthorized
 from app.core.nobody import Route
@@ -149,7 +150,13 @@ async def verify_otp(body: OtpVerify, session: DbSession, settings: AppSettings)
 
 
 @router.get(
-    "/v1/me", summary="The current user, roles and grants", responses=problem_responses(401)
+    "/v1/me",
+    summary="The current user, roles and grants (with an ETag)",
+    responses={**problem_responses(401), 304: {"description": "Not modified"}},
 )
-async def get_me(session: DbSession, actor: CurrentActor) -> UserRead:
-    return await service.me(session, actor)
+async def get_me(
+    request: Request, response: Response, session: DbSession, actor: CurrentActor
+) -> UserRead:
+    me = await service.me(session, actor)
+    unchanged = tagged_read(request, response, "me", actor.user_id, me)
+    return me if unchanged is None else unchanged  # type: ignore[return-value]

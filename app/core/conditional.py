@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,6 +37,19 @@ def content_etag(kind: str, resource_id: int, *parts: object) -> str:
     """For rows without a version column: a digest of the fields the representation shows."""
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
     return etag(kind, resource_id, digest)
+
+
+def tagged_read(
+    request: Request, response: Response, kind: str, resource_id: int, representation: BaseModel
+) -> Response | None:
+    """For composite reads without one version column (``/v1/me``: the user, their grants
+    and member profile): a strong ETag from the representation itself; 304 when the client
+    holds it, else None (with the ETag set on ``response``)."""
+    current = content_etag(kind, resource_id, representation.model_dump_json())
+    unchanged = not_modified(request, current)
+    if unchanged is None:
+        response.headers["ETag"] = current
+    return unchanged
 
 
 def _tags(header: str) -> list[str]:

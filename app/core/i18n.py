@@ -222,6 +222,10 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
         "zh-CN": ("上级区域不匹配", "{kind}的上级必须是{expected_parent}。"),
         "en": ("Wrong parent region", "A {kind} must sit under a {expected_parent}."),
     },
+    "district_takes_no_parent": {
+        "zh-CN": ("上级区域不匹配", "区是最上级区域，不能有上级（不要传 parent_id）。"),
+        "en": ("Wrong parent region", "A district is the top of the tree: leave parent_id out."),
+    },
     "not_a_member": {
         "zh-CN": ("还不是成员", "请先申请成为社区成员（POST /v1/members）。"),
         "en": ("Not a member", "Apply to be a member first (POST /v1/members)."),

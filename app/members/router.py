@@ -99,9 +99,21 @@ async def list_members(
     return MemberPage(items=[member_read(row) for row in items], next_cursor=next_cursor)
 
 
-@router.get("/me", summary="My member profile", responses=problem_responses(401, 404))
-async def get_my_membership(session: DbSession, actor: CurrentActor) -> MemberRead:
-    return member_read(await service.get_member(session, actor, user_id=actor.user_id))
+@router.get(
+    "/me",
+    summary="My member profile (with the same ETag as /v1/members/{user_id})",
+    responses={**problem_responses(401, 404), 304: {"description": "Not modified"}},
+)
+async def get_my_membership(
+    request: Request, response: Response, session: DbSession, actor: CurrentActor
+) -> MemberRead:
+    found = await service.get_member(session, actor, user_id=actor.user_id)
+    current = service.member_etag(found[0])
+    unchanged = not_modified(request, current)
+    if unchanged is not None:
+        return unchanged  # type: ignore[return-value]
+    response.headers["ETag"] = current
+    return member_read(found)
 
 
 @router.get("/me/resources", summary="My resource roster", responses=problem_responses(401, 404))

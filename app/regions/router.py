@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.core.auth import CurrentActor
+from app.core.conditional import tagged_read
 from app.core.deps import DbSession
 from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
@@ -61,9 +62,17 @@ async def list_regions(
     return RegionPage(items=[RegionRead.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
-@router.get("/{region_id}", summary="Get a region", responses=problem_responses(404, 422))
-async def get_region(region_id: RegionId, session: DbSession) -> RegionRead:
-    return RegionRead.model_validate(await service.get_region(session, region_id))
+@router.get(
+    "/{region_id}",
+    summary="Get a region (with an ETag)",
+    responses={**problem_responses(404, 422), 304: {"description": "Not modified"}},
+)
+async def get_region(
+    region_id: RegionId, request: Request, response: Response, session: DbSession
+) -> RegionRead:
+    region = RegionRead.model_validate(await service.get_region(session, region_id))
+    unchanged = tagged_read(request, response, "region", region_id, region)
+    return region if unchanged is None else unchanged  # type: ignore[return-value]
 
 
 @router.post(

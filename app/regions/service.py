@@ -35,8 +35,10 @@ async def create_region(
     if (parent.kind if parent else None) != (expected_parent.value if expected_parent else None):
         raise ValidationFailed(
             "invalid_region_parent",
+            # A district is the root: its message says to leave parent_id out.
+            reason=None if expected_parent else "district_takes_no_parent",
             kind=kind.value,
-            expected_parent=expected_parent.value if expected_parent else "none",
+            expected_parent=expected_parent.value if expected_parent else "",
         )
     if await repository.name_taken(session, parent_id=parent_id, name=name):
         raise Conflict("region_name_taken")

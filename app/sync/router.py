@@ -45,9 +45,10 @@ async def sync(
     since: Annotated[
         str | None,
         Query(
-            min_length=1,
-            max_length=MAX_TOKEN_LENGTH,
-            description="`next_token` of the previous answer; omit for a full snapshot.",
+            # Length is checked with the token itself: whatever is not one of our tokens
+            # is 422 invalid_sync_token, the code the app switches on to sync afresh.
+            description="`next_token` of the previous answer; omit for a full snapshot. "
+            f"At most {MAX_TOKEN_LENGTH} characters.",
         ),
     ] = None,
     limit: Annotated[

@@ -84,6 +84,8 @@ def _str(value: object) -> str:
 
 def decode(text: str) -> SyncToken:
     """Raises ``ValidationFailed("invalid_sync_token")`` for anything this module did not make."""
+    if not 1 <= len(text) <= MAX_TOKEN_LENGTH:
+        raise ValidationFailed("invalid_sync_token")
     try:
         padded = text + "=" * (-len(text) % 4)
         body = json.loads(base64.urlsafe_b64decode(padded.encode()))

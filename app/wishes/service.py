@@ -342,6 +342,8 @@ async def list_wishes(
     """Up to ``limit`` wishes, and one more if another page follows (not shown, so neither
     masked nor audited: only what the reader is shown is recorded as read)."""
     scope = await scope_of(session, actor)
+    if category is not None:
+        await require_known(session, [category])  # 422 unknown_category, as when publishing
     region = None
     if region_id is not None:
         region = await regions_repository.get(session, region_id)

@@ -95,9 +95,12 @@ async def test_apply_needs_a_community(world: World) -> None:
 
 async def test_capacity_changes_by_organizer(world: World) -> None:
     api = world.api
-    _, user_id = await world.member()
+    member, user_id = await world.member()
     url = f"/v1/members/{user_id}"
     tag = (await api.client.get(url, headers=world.organizer)).headers["etag"]
+    # The member's own view of the profile has the same ETag.
+    mine = await api.client.get("/v1/members/me", headers={**member, "If-None-Match": tag})
+    assert mine.status_code == 304
     unconditional = await api.client.patch(url, json={"capacity": 7}, headers=world.organizer)
     assert unconditional.status_code == 428
     changed = await api.client.patch(

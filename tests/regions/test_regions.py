@@ -36,6 +36,10 @@ async def test_admin_builds_the_tree(api: Api) -> None:
     assert grid["kind"] == "grid"
     assert grid["parent_id"] == ids["community"]
     assert grid["ancestor_ids"] == [ids["district"], ids["street"], ids["community"]]
+    cached = await api.client.get(
+        f"/v1/regions/{ids['grid']}", headers={"If-None-Match": response.headers["ETag"]}
+    )
+    assert cached.status_code == 304
 
     children = await api.client.get("/v1/regions", params={"parent_id": ids["district"]})
     assert [r["name"] for r in children.json()["items"]] == ["七里站街道", "和平路街道"]
@@ -125,13 +129,26 @@ async def test_tree_shape_is_enforced(api: Api) -> None:
         if code:
             assert response.json()["code"] == code
     assert await api.sql("SELECT count(*) FROM regions") == before
+    rooted = await api.client.post(
+        "/v1/regions",
+        json={"kind": "district", "name": "x", "parent_id": ids["district"]},
+        headers={**admin, "Accept-Language": "en"},
+    )
+    assert rooted.json()["reason"] == "district_takes_no_parent"
+    assert "leave parent_id out" in rooted.json()["detail"]
 
 
 async def test_organizer_grants(api: Api) -> None:
     admin = await api.admin_headers()
     ids = await build_tree(api, admin)
     organizer = await api.user_headers("13900139000", display_name="社区书记")
-    me = (await api.client.get("/v1/me", headers=organizer)).json()
+    before_grant = await api.client.get("/v1/me", headers=organizer)
+    me = before_grant.json()
+    assert (
+        await api.client.get(
+            "/v1/me", headers={**organizer, "If-None-Match": before_grant.headers["ETag"]}
+        )
+    ).status_code == 304
 
     url = f"/v1/regions/{ids['street']}/organizers"
     granted = await api.client.post(url, json={"user_id": me["id"]}, headers=admin)
@@ -145,7 +162,11 @@ async def test_organizer_grants(api: Api) -> None:
     unknown_user = await api.client.post(url, json={"user_id": "999"}, headers=admin)
     assert unknown_user.status_code == 404
 
-    me = (await api.client.get("/v1/me", headers=organizer)).json()
+    granted_me = await api.client.get(
+        "/v1/me", headers={**organizer, "If-None-Match": before_grant.headers["ETag"]}
+    )
+    assert granted_me.status_code == 200  # the grant changed what /v1/me says
+    me = granted_me.json()
     assert me["roles"] == ["resident", "organizer"]
     assert me["grants"] == [
         {"region_id": ids["street"], "region_kind": "street", "region_name": "七里站街道"}

@@ -346,7 +346,8 @@ async def test_old_foreign_and_bad_tokens(world: World) -> None:
     problem(await sync(since=theirs), 422, "invalid_sync_token")
     for bad in ("x", "!!!", "eyJmIjoyfQ", replica.token[:-3], tokens.encode(token)[:20]):
         problem(await sync(since=bad), 422, "invalid_sync_token")
-    problem(await sync(since="a" * 513), 422, "validation_failed")
+    problem(await sync(since="a" * 513), 422, "invalid_sync_token")  # the code to resync on
+    problem(await sync(since=""), 422, "invalid_sync_token")
     problem(await sync(limit=101), 422, "validation_failed")
     problem(await sync(limit=0), 422, "validation_failed")
     assert (await api.client.get("/v1/sync")).status_code == 401

@@ -168,10 +168,8 @@ async def test_visibility_and_filters(world: World) -> None:
 
     seen = await api.client.get("/v1/wishes", headers=stranger)
     assert [w["id"] for w in seen.json()["items"]] == [other_street["id"], opened["id"]]
-    for category in ("bogus", ""):  # as when publishing: not a silent empty list
-        unknown = await api.client.get(
-            "/v1/wishes", params={"category": category}, headers=stranger
-        )
+    for slug in ("bogus", ""):  # as when publishing: not a silent empty list
+        unknown = await api.client.get("/v1/wishes", params={"category": slug}, headers=stranger)
         assert_problem(unknown, 422, "unknown_category")
     assert (
         await api.client.get(f"/v1/wishes/{pending['id']}", headers=stranger)

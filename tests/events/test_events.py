@@ -164,8 +164,9 @@ async def test_rush_lifecycle(world: World) -> None:
     not_pooled = await event_claim(world, event_id, c3_wish["id"], local)
     assert not_pooled.status_code == 409
     assert not_pooled.json()["code"] == "not_in_event"
-    hidden_wish = await event_claim(world, event_id, pending["id"], local)
-    assert hidden_wish.status_code == 404
+    # A wish still in review exists: claiming it is a conflict, not a 404 (as direct claims).
+    unreviewed = await event_claim(world, event_id, pending["id"], local)
+    assert_problem(unreviewed, 409, "not_claimable")
     missing = await event_claim(world, event_id, "99999", local)
     assert missing.status_code == 404
     own = await event_claim(world, event_id, c2_wish["id"], world.resident)

@@ -327,7 +327,9 @@ async def close_event(
     "/{event_id}/preferences",
     summary="Rank pooled wishes in a live allocate event (most wanted first)",
     description='The body is a JSON array of wish ids, or `{"wish_ids": [...]}`. At close '
-    "the optimal assignment is computed from everyone's rankings.",
+    "the optimal assignment is computed from everyone's rankings. 409 `not_in_event` (with "
+    "`wish_ids`), `already_claimed`, `own_wish`, `wrong_event_mode`, `invalid_state`; 422 "
+    "`duplicate_preferences`, `too_many_preferences`.",
     dependencies=[CaughtUp],
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )

@@ -623,7 +623,8 @@ async def set_preferences(
     }
     wrong = [w for w in wish_ids if w not in pooled]
     if wrong:
-        raise ValidationFailed(
+        # A state conflict, as from the rush claim: well-formed ids not in this pool (now).
+        raise Conflict(
             "not_in_event",
             extra={"wish_ids": [str(w) for w in wrong]},
         )

@@ -643,8 +643,11 @@ async def test_allocate_mode(world: World) -> None:
     assert mine.json()["wish_ids"] == [popular["id"], pair["id"]]
     duplicate = await rank(a, [pair["id"], pair["id"]])
     assert duplicate.status_code == 422
-    outside = await rank(a, [(await world.wish("C3"))["id"]])
-    assert outside.status_code == 422
+    elsewhere = await world.wish("C3")
+    outside = await rank(a, [elsewhere["id"]])
+    # As from a rush claim: a conflict with the pool, not malformed input.
+    assert_problem(outside, 409, "not_in_event")
+    assert outside.json()["wish_ids"] == [elsewhere["id"]]
     too_many = await rank(a, [str(i) for i in range(1, 30)])
     assert too_many.status_code == 422
 

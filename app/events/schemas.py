@@ -40,7 +40,9 @@ class EventCreate(Input):
     community_ids: list[Id] = Field(min_length=1, max_length=MAX_EVENT_COMMUNITIES)
     mode: EventMode = EventMode.rush
     starts_at: UTCTime | None = Field(
-        default=None, description="When it opens; without it the event is a draft."
+        default=None,
+        description="When it opens (at most 5 minutes ago: clock skew); without it the "
+        "event is a draft.",
     )
     ends_at: UTCTime | None = Field(
         default=None, description="When it closes; without it an organizer closes it."

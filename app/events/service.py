@@ -48,6 +48,9 @@ logger = logging.getLogger("microwish.events")
 # NOTIFY channel that wakes every server process's live feed of an event (PostgreSQL).
 NOTIFY_CHANNEL = "microwish_events"
 MAX_WINDOW = timedelta(days=366)
+# How far in the past a starts_at sent may be: a phone's clock a little behind the server's
+# (the event then opens at the clock's next tick); anything older is a mistake.
+START_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -86,8 +89,18 @@ async def _require_communities(
     return sorted(found, key=lambda r: r.id)
 
 
-def _check_window(starts_at: datetime | None, ends_at: datetime | None, now: datetime) -> None:
+def _check_window(
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    now: datetime,
+    *,
+    new_start: bool = True,
+) -> None:
+    """``new_start``: ``starts_at`` is being set now (an edit leaving it as it was is not
+    refused for it)."""
     if ends_at is not None and ends_at <= now:
+        raise ValidationFailed("invalid_event_window")
+    if new_start and starts_at is not None and starts_at < now - START_SKEW:
         raise ValidationFailed("invalid_event_window")
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise ValidationFailed("invalid_event_window")
@@ -232,7 +245,7 @@ async def update_event(
         await repository.set_communities(session, event.id, [c.id for c in communities])
     for name, value in changes.items():
         setattr(event, name, value)
-    _check_window(event.starts_at, event.ends_at, now)
+    _check_window(event.starts_at, event.ends_at, now, new_start="starts_at" in changes)
     event.status = (EventStatus.scheduled if event.starts_at else EventStatus.draft).value
     event.updated_at = now
     event.version += 1

@@ -77,6 +77,10 @@ async def test_create_refusals(world: World) -> None:
     assert backwards.json()["code"] == "invalid_event_window"
     past = await create_event(world, ends_at=soon(-60))
     assert past.status_code == 422
+    # A start in the past would open the event at once: refused beyond a clock's skew.
+    for starts_at in (soon(-6 * 60), "0001-01-01T00:00:00Z"):
+        late_start = await create_event(world, starts_at=starts_at, ends_at=soon(3600))
+        assert_problem(late_start, 422, "invalid_event_window")
     bad_mode = await create_event(world, mode="lottery")
     assert bad_mode.status_code == 422
     assert bad_mode.json()["code"] == "validation_failed"
@@ -408,6 +412,30 @@ async def test_taking_out_every_chosen_wish_pools_the_rest(world: World) -> None
     ).json()
     states = {w["wish_id"]: w["state"] for w in pool["items"]}
     assert states == {taken_out["id"]: "removed", stays["id"]: "pooled"}
+
+
+async def test_a_start_a_little_in_the_past_is_a_clock_skew(world: World) -> None:
+    """A phone a minute behind sends a starts_at just gone: accepted, and the event opens
+    at once; further back is refused, on create and on edit alike."""
+    api = world.api
+    await world.wish("C1")
+    skewed = await create_event(world, starts_at=soon(-60), ends_at=soon(3600))
+    assert skewed.status_code == 201, skewed.text
+    assert skewed.json()["status"] == "scheduled"
+    shown = await api.client.get(f"/v1/claim-events/{skewed.json()['id']}", headers=world.organizer)
+    assert shown.json()["status"] == "live"  # opened by the read's catch-up, or the clock
+    assert shown.json()["wishes_pooled"] == 1
+    draft = (await create_event(world)).json()
+    url = f"/v1/claim-events/{draft['id']}"
+    tag = (await api.client.get(url, headers=world.organizer)).headers["etag"]
+    for starts_at in (soon(-6 * 60), "0001-01-01T00:00:00Z"):
+        edited = await api.client.patch(
+            url, json={"starts_at": starts_at}, headers={**world.organizer, "If-Match": tag}
+        )
+        assert_problem(edited, 422, "invalid_event_window")
+    still = await api.client.get(url, headers=world.organizer)
+    assert still.json()["status"] == "draft"
+    assert still.json()["starts_at"] is None
 
 
 async def test_event_edits(world: World) -> None:

@@ -21,7 +21,7 @@ from app.core.errors import Unauthorized
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
-from app.core.types import MAX_ID, Id, PathDigits
+from app.core.types import MAX_ID, PathDigits
 from app.events import service
 from app.events.live import LiveFeeds
 from app.events.models import EventMode, EventStatus, PoolState
@@ -335,12 +335,13 @@ async def close_event(
 )
 async def set_preferences(
     event_id: EventId,
-    body: PreferencesIn | list[Id],
+    body: PreferencesIn,
     session: DbSession,
     actor: CurrentActor,
 ) -> PreferencesRead:
-    wish_ids = body.wish_ids if isinstance(body, PreferencesIn) else list(body)
-    ranked = await service.set_preferences(session, actor, event_id=event_id, wish_ids=wish_ids)
+    ranked = await service.set_preferences(
+        session, actor, event_id=event_id, wish_ids=body.wish_ids
+    )
     return PreferencesRead(event_id=event_id, wish_ids=ranked)
 
 

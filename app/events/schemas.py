@@ -1,9 +1,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    JsonValue,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.core.pagination import Page
 from app.core.types import Id, Input, UTCTime
@@ -99,6 +110,22 @@ class PreferencesIn(Input):
     )
 
     wish_ids: list[Id] = Field(max_length=MAX_PREFERENCES, description="Most wanted first.")
+
+    # The bare array is taken as this object before validation rather than declared as a
+    # second union branch: a bad id is then reported once, at ["body", "wish_ids", i], not
+    # once per branch under pydantic's internal branch names.
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_array(cls, value: Any) -> Any:
+        return {"wish_ids": value} if isinstance(value, list) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        as_object = handler(core_schema)
+        as_array = TypeAdapter(Annotated[list[Id], Field(max_length=MAX_PREFERENCES)]).json_schema()
+        return {"anyOf": [as_object, as_array | {"description": "The wish ids alone."}]}
 
 
 class PreferencesRead(BaseModel):

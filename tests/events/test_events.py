@@ -669,6 +669,16 @@ async def test_allocate_mode(world: World) -> None:
     assert (await rank(c, [popular["id"], spare["id"]])).status_code == 200
     mine = await api.client.get(f"/v1/claim-events/{event['id']}/preferences", headers=a)
     assert mine.json()["wish_ids"] == [popular["id"], pair["id"]]
+    # Either form of the body reports a bad id once, where it is, in the API's own terms.
+    for body, where in (
+        (["abc"], ["body", "wish_ids", 0]),
+        ({"wish_ids": [pair["id"], "0"]}, ["body", "wish_ids", 1]),
+        ("abc", ["body"]),
+    ):
+        malformed = await rank(a, body)
+        assert_problem(malformed, 422, "validation_failed")
+        assert [e["loc"] for e in malformed.json()["errors"]] == [where], malformed.text
+        assert "function" not in malformed.text
     duplicate = await rank(a, [pair["id"], pair["id"]])
     assert duplicate.status_code == 422
     elsewhere = await world.wish("C3")

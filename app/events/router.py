@@ -38,6 +38,7 @@ from app.events.schemas import (
     PoolWishRead,
     PreferencesIn,
     PreferencesRead,
+    ReportPart,
     UnclaimedWish,
     WishIdsIn,
 )
@@ -376,18 +377,9 @@ def _community_report(data: dict[str, Any]) -> CommunityReport:
     return CommunityReport.model_validate(data)
 
 
-REPORT_COLUMNS = (
-    ("community_id", "社区ID"),
-    ("name", "社区"),
-    ("wishes_pooled", "入池心愿"),
-    ("slots_pooled", "入池名额"),
-    ("slots_claimed", "已认领名额"),
-    ("slots_fulfilled", "已完成名额"),
-    ("wishes_filled", "认满心愿"),
-    ("members", "参与成员"),
-    ("time_to_fill_seconds", "全部认满用时(秒)"),
-    ("median_wish_fill_seconds", "心愿认满用时中位数(秒)"),
-)
+# The CSV tables' columns: the JSON report's field names, so one reader serves both.
+REPORT_COLUMNS = tuple(CommunityReport.model_fields)
+UNCLAIMED_COLUMNS = tuple(UnclaimedWish.model_fields)
 
 
 def _prefers_csv(accept: str | None) -> bool:
@@ -414,32 +406,34 @@ def _prefers_csv(accept: str | None) -> bool:
     return csv_weight > 0 and csv_weight > json_weight
 
 
-def _report_csv(report: EventReport) -> str:
+def _csv_table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """One table, a header row of field names: what any CSV reader takes as it is (no BOM,
+    no second table below)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([label for _, label in REPORT_COLUMNS])
-    for row in [*report.communities, report.totals]:
-        data = row.model_dump(mode="json")
-        writer.writerow(["" if data[key] is None else data[key] for key, _ in REPORT_COLUMNS])
-    writer.writerow([])
-    writer.writerow(["未认满心愿ID", "标题", "社区ID", "入池名额", "已认领名额"])
-    for wish in report.unclaimed:
-        writer.writerow(
-            [
-                wish.wish_id,
-                wish.title,
-                wish.community_id,
-                wish.slots_free_at_open,
-                wish.slots_claimed,
-            ]
+    writer.writerow(columns)
+    for data in rows:
+        writer.writerow(["" if data[key] is None else data[key] for key in columns])
+    return out.getvalue()
+
+
+def _report_csv(report: EventReport, part: ReportPart) -> str:
+    if part == ReportPart.unclaimed:
+        return _csv_table(
+            UNCLAIMED_COLUMNS, [wish.model_dump(mode="json") for wish in report.unclaimed]
         )
-    # A BOM so that spreadsheet programs read the Chinese text as UTF-8.
-    return "\ufeff" + out.getvalue()
+    return _csv_table(
+        REPORT_COLUMNS,
+        [row.model_dump(mode="json") for row in [*report.communities, report.totals]],
+    )
 
 
 @router.get(
     "/{event_id}/report",
     summary="Per-community report (JSON, or CSV with Accept: text/csv)",
+    description="CSV is one table per request, headed by the JSON field names: the "
+    "communities and the totals row (community_id empty), or with `?part=unclaimed` the "
+    "unclaimed wishes. JSON always has both; `part` is ignored there.",
     dependencies=[CaughtUp],
     responses={
         **problem_responses(401, 404, 422),
@@ -451,6 +445,9 @@ async def event_report(
     session: DbSession,
     actor: CurrentActor,
     accept: Annotated[str | None, Header()] = None,
+    part: Annotated[
+        ReportPart, Query(description="The CSV table: the communities, or the unclaimed wishes.")
+    ] = ReportPart.communities,
 ) -> Any:
     summary = await service.report(session, actor, event_id=event_id)
     event = summary.event
@@ -475,11 +472,12 @@ async def event_report(
         ],
     )
     if _prefers_csv(accept):
+        name = "report" if part == ReportPart.communities else "unclaimed"
         return Response(
-            _report_csv(report),
+            _report_csv(report, part),
             media_type="text/csv; charset=utf-8",
             headers={
-                "Content-Disposition": f'attachment; filename="claim-event-{event.id}-report.csv"'
+                "Content-Disposition": f'attachment; filename="claim-event-{event.id}-{name}.csv"'
             },
         )
     return report

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -214,6 +215,13 @@ class UnclaimedWish(BaseModel):
     community_id: Id
     slots_free_at_open: int
     slots_claimed: int
+
+
+class ReportPart(enum.StrEnum):
+    """Which table of the report a CSV download holds."""
+
+    communities = "communities"
+    unclaimed = "unclaimed"
 
 
 class EventReport(BaseModel):

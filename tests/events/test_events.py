@@ -215,10 +215,28 @@ async def test_rush_lifecycle(world: World) -> None:
     )
     assert as_csv.status_code == 200
     assert as_csv.headers["content-type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(as_csv.text.lstrip("\ufeff"))))
-    assert rows[0][1] == "社区"
-    assert rows[3][1] == "合计"
-    assert rows[3][4] == "2"
+    assert "report.csv" in as_csv.headers["content-disposition"]
+    # One plain table a CSV reader takes as it is: the JSON's fields, a row per community
+    # and the totals; no BOM.
+    assert not as_csv.text.startswith("\ufeff")
+    table = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert list(table[0]) == list(body["totals"])
+    assert [row["community_id"] for row in table] == [
+        c["community_id"] for c in body["communities"]
+    ] + [""]
+    assert table[-1]["name"] == "合计"
+    assert table[-1]["slots_claimed"] == "2"
+    unclaimed_csv = await api.client.get(
+        f"/v1/claim-events/{event_id}/report",
+        params={"part": "unclaimed"},
+        headers={**world.organizer, "Accept": "text/csv"},
+    )
+    assert "unclaimed.csv" in unclaimed_csv.headers["content-disposition"]
+    assert unclaimed_csv.text.splitlines()[0] == ",".join(body["unclaimed"][0])
+    unclaimed = list(csv.DictReader(io.StringIO(unclaimed_csv.text)))
+    assert unclaimed == [
+        {key: str(value) for key, value in wish.items()} for wish in body["unclaimed"]
+    ]
     assert await violations(api.settings.database_url) == {}
     assert await event_violations(api) == {}
 

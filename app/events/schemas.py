@@ -154,8 +154,12 @@ class EventRead(BaseModel):
         description="Slots the pooled wishes offered: free at opening, or claimed in the "
         "event where more (a slot an earlier claim gave back during it)."
     )
-    slots_claimed: int = Field(description="Slots held by live claims made in the event.")
-    members: int = Field(description="Members holding live claims made in the event.")
+    slots_claimed: int = Field(
+        description="Slots held by live claims made in the event (once closed: at its close)."
+    )
+    members: int = Field(
+        description="Members holding live claims made in the event (once closed: at its close)."
+    )
     my_claims: int | None = Field(
         default=None, description="Your live claims in this event (null: none yet)."
     )

@@ -860,6 +860,18 @@ class EventClaimFields(Protocol):
     def status(self) -> str: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
+def counts_in_event(claim: EventClaimFields, closed_at: datetime | None) -> bool:
+    """Whether an event claim counts in the event's numbers: while it is open, if live now;
+    once closed, if live at the close, so that the ceremony's numbers stay what they were
+    (a claim withdrawn, released or revoked since still counts; one fulfilled since counts
+    as fulfilled)."""
+    if claim.status in repository.LIVE_CLAIM:
+        return True
+    return closed_at is not None and claim.ended_at is not None and claim.ended_at > closed_at
 
 
 @dataclass
@@ -901,7 +913,7 @@ def summary_of(
     feed keeps these rows up to date itself and summarises its copy."""
     tallies = {c.id: Tally(community_id=c.id, name=c.name) for c in communities}
     totals = Tally(community_id=0, name="合计")
-    live_claims = [(c, n) for c, n in claims if c.status in repository.LIVE_CLAIM]
+    live_claims = [(c, n) for c, n in claims if counts_in_event(c, event.closed_at)]
     by_wish: dict[int, list[EventClaimFields]] = {}
     for claim, _ in live_claims:
         by_wish.setdefault(claim.wish_id, []).append(claim)

@@ -274,6 +274,50 @@ async def test_a_slot_given_back_during_the_event_joins_its_pool(world: World) -
     assert report["unclaimed"] == []
 
 
+async def test_a_closed_event_reports_what_was_claimed_at_its_close(world: World) -> None:
+    """The ceremony's numbers stay as they were at the close: a claim withdrawn afterwards
+    still counts as claimed in the event; a fulfilment afterwards counts as fulfilled."""
+    api = world.api
+    first = await world.wish("C1")
+    second = await world.wish("C2")
+    event = (await create_event(world)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    other, _ = await world.member("C3")
+    quitting = (await event_claim(world, event["id"], first["id"], member)).json()
+    keeping = (await event_claim(world, event["id"], second["id"], other)).json()
+    closed = await api.client.post(f"/v1/claim-events/{event['id']}/close", headers=world.organizer)
+    assert closed.status_code == 200, closed.text
+    url = f"/v1/claim-events/{event['id']}/report"
+
+    async def numbers() -> tuple[dict[str, Any], dict[str, Any], str]:
+        report = (await api.client.get(url, headers=world.organizer)).json()
+        detail = (
+            await api.client.get(f"/v1/claim-events/{event['id']}", headers=world.organizer)
+        ).json()
+        as_csv = await api.client.get(url, headers={**world.organizer, "Accept": "text/csv"})
+        return report, detail, as_csv.text
+
+    at_close, detail_at_close, csv_at_close = await numbers()
+    assert at_close["totals"]["slots_claimed"] == 2
+    assert at_close["totals"]["wishes_filled"] == 2
+    assert at_close["unclaimed"] == []
+    withdrawn = await api.client.post(f"/v1/claims/{quitting['id']}/withdraw", headers=member)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert await numbers() == (at_close, detail_at_close, csv_at_close)
+    # Back home, the wish is claimed directly: no claim of the event's.
+    assert (await world.claim(first["id"], (await world.member("C1"))[0])).status_code == 201
+    assert await numbers() == (at_close, detail_at_close, csv_at_close)
+    fulfilled = await api.client.post(
+        f"/v1/claims/{keeping['id']}/fulfil", json={"note": "送到了"}, headers=other
+    )
+    assert fulfilled.status_code == 200, fulfilled.text
+    later, _, _ = await numbers()
+    assert later["totals"]["slots_fulfilled"] == 1
+    assert later["totals"] | {"slots_fulfilled": 0} == at_close["totals"]
+    assert await event_violations(api) == {}
+
+
 async def test_chosen_wishes_and_updates(world: World) -> None:
     api = world.api
     chosen = await world.wish("C1")

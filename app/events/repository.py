@@ -265,6 +265,30 @@ async def leave_out(session: AsyncSession, event_id: int, wish: Wish) -> bool:
     return True
 
 
+async def left_out_among(session: AsyncSession, event_id: int, wish_ids: Iterable[int]) -> set[int]:
+    """Those of these wishes the event keeps out (``removed`` entries)."""
+    rows = await session.scalars(
+        select(ClaimEventWish.wish_id).where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.wish_id.in_(sorted(set(wish_ids))),
+            ClaimEventWish.state == PoolState.removed.value,
+        )
+    )
+    return set(rows)
+
+
+async def let_back_in(session: AsyncSession, event_id: int, wish_ids: Iterable[int]) -> None:
+    """Undo leaving these wishes out of an event that pools its communities' wishes: with
+    no entry, ``pool`` takes them like every other."""
+    await session.execute(
+        delete(ClaimEventWish).where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.wish_id.in_(sorted(set(wish_ids))),
+            ClaimEventWish.state == PoolState.removed.value,
+        )
+    )
+
+
 class PreviewEntry(NamedTuple):
     """A wish an event would pool if it opened now, shown like a chosen one."""
 

@@ -231,7 +231,9 @@ async def update_event(
     "/{event_id}/wishes",
     summary="Choose wishes for the pool (draft or scheduled)",
     description="Once any wish is chosen, only the chosen ones are pooled at opening (those "
-    "still open with free slots); otherwise every such wish of the communities.",
+    "still open with free slots); otherwise every such wish of the communities. In an event "
+    "that pools its communities, sending only wishes it left out lets them back in (it keeps "
+    "pooling its communities); sending any other wish chooses all those sent.",
     dependencies=[CaughtUp],
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
@@ -286,7 +288,7 @@ def _pool_read(entry: Any, wish: Wish, event_id: int) -> PoolWishRead:
 async def list_event_wishes(
     event_id: EventId, session: DbSession, actor: CurrentActor, paging: Paging
 ) -> PoolWishPage:
-    rows = await service.pool_page(
+    mode, rows = await service.pool_page(
         session,
         actor,
         event_id=event_id,
@@ -297,6 +299,7 @@ async def list_event_wishes(
     return PoolWishPage(
         items=[_pool_read(entry, wish, event_id) for entry, wish in items],
         next_cursor=next_cursor,
+        pool_mode=mode,
     )
 
 

@@ -26,6 +26,7 @@ from app.events.models import (
     MAX_QUOTA,
     EventMode,
     EventStatus,
+    PoolMode,
     PoolState,
 )
 from app.wishes.models import MAX_SLOTS, WishStatus
@@ -194,7 +195,11 @@ class PoolWishRead(BaseModel):
 
 
 class PoolWishPage(Page[PoolWishRead]):
-    pass
+    pool_mode: PoolMode | None = Field(
+        description="What the event pools at opening: `communities` (every open wish of its "
+        "communities with free slots, except those `removed`) or `chosen` (only the "
+        "`selected` ones); null once opened (the states then say what was pooled)."
+    )
 
 
 class CommunityReport(BaseModel):

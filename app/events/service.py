@@ -35,6 +35,7 @@ from app.events.models import (
     ClaimEventPreference,
     EventMode,
     EventStatus,
+    PoolMode,
     PoolState,
 )
 from app.notifications import service as notifications
@@ -303,6 +304,13 @@ async def _select(
     wish_ids: Sequence[int],
     now: datetime,
 ) -> None:
+    wishes = await _event_wishes(session, communities, wish_ids)
+    await repository.select_wishes(session, event.id, wishes, now)
+
+
+async def _event_wishes(
+    session: AsyncSession, communities: Sequence[Region], wish_ids: Sequence[int]
+) -> list[Wish]:
     wishes = await repository.wishes_by_id(session, wish_ids)
     community_ids = {c.id for c in communities}
     wrong = sorted(
@@ -315,7 +323,7 @@ async def _select(
             extra={"wish_ids": [str(w) for w in wrong]},
             wish_ids=", ".join(map(str, wrong)),
         )
-    await repository.select_wishes(session, event.id, list(wishes.values()), now)
+    return list(wishes.values())
 
 
 async def add_wishes(
@@ -324,8 +332,26 @@ async def add_wishes(
     event, communities = await _managed_event(session, actor, event_id)
     if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
         raise InvalidState(resource="claim_event", current_state=event.status, action="add_wishes")
-    await _select(session, event, communities, wish_ids, utcnow())
+    wishes = await _event_wishes(session, communities, wish_ids)
+    adding_back = await pool_mode(session, event) == PoolMode.communities and set(
+        wish_ids
+    ) == await repository.left_out_among(session, event.id, wish_ids)
+    if adding_back:
+        # Wishes left out of the communities' pool go back into it; choosing them instead
+        # would shrink the pool to just these.
+        await repository.let_back_in(session, event.id, wish_ids)
+    else:
+        await repository.select_wishes(session, event.id, wishes, utcnow())
     return (await _views(session, actor, [event]))[0]
+
+
+async def pool_mode(session: AsyncSession, event: ClaimEvent) -> PoolMode | None:
+    """What the event pools at opening (None once opened: its entries then say what it
+    pooled)."""
+    if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
+        return None
+    chosen = await repository.has_chosen(session, event.id)
+    return PoolMode.chosen if chosen else PoolMode.communities
 
 
 async def remove_wish(
@@ -353,17 +379,16 @@ async def remove_wish(
 
 async def pool_page(
     session: AsyncSession, actor: Actor, *, event_id: int, after_id: int | None, limit: int
-) -> Sequence[tuple[object, Wish]]:
-    """The wishes chosen, pooled or taken out; before opening, an event that chose none
-    shows the wishes it would pool now."""
+) -> tuple[PoolMode | None, Sequence[tuple[object, Wish]]]:
+    """The event's pool mode (``pool_mode``) and the wishes chosen, pooled or taken out;
+    before opening, an event that pools its communities shows the wishes it would pool
+    now."""
     event, scope, communities = await _visible_event(session, actor, event_id)
     # Organizers may choose or leave out a wish still under review; nobody else learns of it.
     published_only = not _manages(scope, communities)
-    if event.status in (
-        EventStatus.draft.value,
-        EventStatus.scheduled.value,
-    ) and not await repository.has_chosen(session, event.id):
-        return await repository.default_pool_page(
+    mode = await pool_mode(session, event)
+    if mode == PoolMode.communities:
+        return mode, await repository.default_pool_page(
             session,
             event.id,
             [c.id for c in communities],
@@ -372,7 +397,7 @@ async def pool_page(
             limit=limit,
             published_only=published_only,
         )
-    return await repository.pool_page(
+    return mode, await repository.pool_page(
         session, event_id, after_id=after_id, limit=limit, published_only=published_only
     )
 

@@ -437,6 +437,48 @@ async def test_an_event_that_chose_nothing_previews_its_pool_and_leaves_wishes_o
     assert (await event_claim(world, event_id, second["id"], member)).status_code == 201
 
 
+async def test_adding_back_a_wish_left_out_keeps_pooling_the_communities(world: World) -> None:
+    """Leaving a wish out of an event that pools its communities and adding it back undoes
+    the leave-out: the event still pools every open wish, not just that one. Adding any
+    other wish chooses: from then on only the chosen ones. The page says which."""
+    api = world.api
+    wishes = [await world.wish("C1"), await world.wish("C2"), await world.wish("C1")]
+    event_id = (await create_event(world)).json()["id"]
+    url = f"/v1/claim-events/{event_id}/wishes"
+
+    async def pool() -> tuple[str | None, dict[str, str]]:
+        page = (await api.client.get(url, headers=world.organizer)).json()
+        return page["pool_mode"], {w["wish_id"]: w["state"] for w in page["items"]}
+
+    every = {w["id"]: "selected" for w in wishes}
+    assert await pool() == ("communities", every)
+    left_out = await api.client.delete(f"{url}/{wishes[0]['id']}", headers=world.organizer)
+    assert left_out.status_code == 200, left_out.text
+    assert await pool() == ("communities", every | {wishes[0]["id"]: "removed"})
+    back = await api.client.post(url, json={"wish_ids": [wishes[0]["id"]]}, headers=world.organizer)
+    assert back.status_code == 200, back.text
+    assert await pool() == ("communities", every)
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.json()["wishes_pooled"] == 3
+    assert await pool() == (None, {w["id"]: "pooled" for w in wishes})
+
+    # Adding a wish that was not left out is choosing it: only the chosen are pooled.
+    later = await world.wish("C2")
+    chosen_event = (await create_event(world)).json()["id"]
+    chosen_url = f"/v1/claim-events/{chosen_event}/wishes"
+    await api.client.delete(f"{chosen_url}/{later['id']}", headers=world.organizer)
+    chose = await api.client.post(
+        chosen_url, json={"wish_ids": [later["id"], wishes[1]["id"]]}, headers=world.organizer
+    )
+    assert chose.status_code == 200, chose.text
+    page = (await api.client.get(chosen_url, headers=world.organizer)).json()
+    assert page["pool_mode"] == "chosen"
+    assert {w["wish_id"]: w["state"] for w in page["items"]} == {
+        later["id"]: "selected",
+        wishes[1]["id"]: "selected",
+    }
+
+
 async def test_a_pool_shows_unpublished_wishes_to_its_organizers_only(world: World) -> None:
     api = world.api
     published = await world.wish("C1")

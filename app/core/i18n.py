@@ -339,11 +339,12 @@ CATALOG: dict[str, dict[Lang, tuple[str, str]]] = {
     "invalid_event_window": {
         "zh-CN": (
             "活动时间无效",
-            "结束时间必须晚于开始时间且在未来，开始时间须在一年之内。",
+            "结束时间必须晚于开始时间且在未来；开始时间最早为5分钟前，且须在一年之内。",
         ),
         "en": (
             "Invalid event window",
-            "ends_at must be after starts_at and in the future; starts_at within a year.",
+            "ends_at must be after starts_at and in the future; starts_at no more than "
+            "5 minutes ago and within a year.",
         ),
     },
     "organizer_required": {

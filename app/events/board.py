@@ -14,14 +14,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from app.categories.models import DEFAULT_CATEGORIES
-from app.events.repository import LIVE_CLAIM
 from app.events.service import (
     EventClaimFields,
     PooledWishFields,
     PoolEntryFields,
+    counts_in_event,
     slots_offered,
 )
 
@@ -92,6 +93,7 @@ class Board:
 
     names: dict[int, str]  # community id -> name
     opened: bool  # the event has opened (a wish counts as filled only after)
+    closed_at: datetime | None = None  # once closed, claims count as they were then
     pooled: dict[int, tuple[PoolEntryFields, PooledWishFields]] = field(default_factory=dict)
     claims: dict[int, tuple[EventClaimFields, str]] = field(default_factory=dict)
     live: dict[int, dict[int, EventClaimFields]] = field(default_factory=dict)  # by wish
@@ -118,7 +120,7 @@ class Board:
             claim_ids.append(claim.id)
             self.claims[claim.id] = (claim, name)
             own = self.live.setdefault(claim.wish_id, {})
-            if claim.status in LIVE_CLAIM:
+            if counts_in_event(claim, self.closed_at):
                 own[claim.id] = claim
             else:
                 own.pop(claim.id, None)

@@ -252,6 +252,7 @@ class LiveFeeds:
         board = Board(
             names={c.id: c.name for c in communities[event.id]},
             opened=event.opened_at is not None,
+            closed_at=event.closed_at,
         )
         board.fold(*await repository.summary_rows(session, event.id))
         return board

@@ -35,6 +35,14 @@ class EventMode(enum.StrEnum):
     allocate = "allocate"
 
 
+class PoolMode(enum.StrEnum):
+    """What an event pools at opening, before it opens: not stored, read off its entries
+    (``chosen`` while any is ``selected``)."""
+
+    communities = "communities"  # every open wish of its communities, except those removed
+    chosen = "chosen"  # only the selected ones
+
+
 class PoolState(enum.StrEnum):
     selected = "selected"  # chosen by the organizer before opening
     pooled = "pooled"  # in the pool while the event is live

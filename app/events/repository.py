@@ -46,6 +46,16 @@ from app.wishes.models import NEVER_PUBLISHED, Wish, WishStatus
 LIVE_CLAIM = (ClaimStatus.active.value, ClaimStatus.fulfilled.value)
 
 
+def _counted_in_event() -> Any:
+    """An event claim counts in its event's numbers (``service.counts_in_event``, in SQL;
+    with ``claim_events`` joined): live now, or, once the event has closed, ended after
+    the close."""
+    return or_(
+        Claim.status.in_(LIVE_CLAIM),
+        and_(ClaimEvent.closed_at.is_not(None), Claim.ended_at > ClaimEvent.closed_at),
+    )
+
+
 async def get(session: AsyncSession, event_id: int, *, lock: bool = False) -> ClaimEvent | None:
     """With ``lock``: FOR NO KEY UPDATE (what an UPDATE of the event takes), which serializes
     opening, closing and editing but, unlike FOR UPDATE, not the foreign-key checks (KEY SHARE)
@@ -253,6 +263,30 @@ async def leave_out(session: AsyncSession, event_id: int, wish: Wish) -> bool:
     _mark(session, event_id, wish, existing, PoolState.removed)
     await session.flush()
     return True
+
+
+async def left_out_among(session: AsyncSession, event_id: int, wish_ids: Iterable[int]) -> set[int]:
+    """Those of these wishes the event keeps out (``removed`` entries)."""
+    rows = await session.scalars(
+        select(ClaimEventWish.wish_id).where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.wish_id.in_(sorted(set(wish_ids))),
+            ClaimEventWish.state == PoolState.removed.value,
+        )
+    )
+    return set(rows)
+
+
+async def let_back_in(session: AsyncSession, event_id: int, wish_ids: Iterable[int]) -> None:
+    """Undo leaving these wishes out of an event that pools its communities' wishes: with
+    no entry, ``pool`` takes them like every other."""
+    await session.execute(
+        delete(ClaimEventWish).where(
+            ClaimEventWish.event_id == event_id,
+            ClaimEventWish.wish_id.in_(sorted(set(wish_ids))),
+            ClaimEventWish.state == PoolState.removed.value,
+        )
+    )
 
 
 class PreviewEntry(NamedTuple):
@@ -570,6 +604,7 @@ class EventClaimRow(NamedTuple):
     slots: int
     status: str
     created_at: datetime
+    ended_at: datetime | None = None
 
 
 def _summary_statements(
@@ -643,7 +678,8 @@ async def pool_counts(
         return {}
     per_wish = (
         select(Claim.event_id, Claim.wish_id, func.sum(Claim.slots).label("slots"))
-        .where(Claim.event_id.in_(list(event_ids)), Claim.status.in_(LIVE_CLAIM))
+        .join(ClaimEvent, ClaimEvent.id == Claim.event_id)
+        .where(Claim.event_id.in_(list(event_ids)), _counted_in_event())
         .group_by(Claim.event_id, Claim.wish_id)
         .subquery()
     )
@@ -675,7 +711,8 @@ async def pool_counts(
 async def claimed_slots(
     session: AsyncSession, event_ids: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
-    """(slots held by live event claims, distinct claimers) per event."""
+    """(slots held by live event claims, distinct claimers) per event; of a closed event,
+    by those live at its close."""
     if not event_ids:
         return {}
     rows = await session.execute(
@@ -684,7 +721,8 @@ async def claimed_slots(
             func.coalesce(func.sum(Claim.slots), 0),
             func.count(Claim.member_id.distinct()),
         )
-        .where(Claim.event_id.in_(list(event_ids)), Claim.status.in_(LIVE_CLAIM))
+        .join(ClaimEvent, ClaimEvent.id == Claim.event_id)
+        .where(Claim.event_id.in_(list(event_ids)), _counted_in_event())
         .group_by(Claim.event_id)
     )
     return _pairs_by_event(rows.all())

@@ -22,7 +22,7 @@ from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
 from app.core.problems import problem_responses
 from app.core.ratelimit import RateLimits
-from app.core.types import MAX_ID, Id, PathDigits
+from app.core.types import MAX_ID, PathDigits
 from app.events import service
 from app.events.live import LiveFeeds
 from app.events.models import EventMode, EventStatus, PoolState
@@ -39,6 +39,7 @@ from app.events.schemas import (
     PoolWishRead,
     PreferencesIn,
     PreferencesRead,
+    ReportPart,
     UnclaimedWish,
     WishIdsIn,
 )
@@ -231,7 +232,9 @@ async def update_event(
     "/{event_id}/wishes",
     summary="Choose wishes for the pool (draft or scheduled)",
     description="Once any wish is chosen, only the chosen ones are pooled at opening (those "
-    "still open with free slots); otherwise every such wish of the communities.",
+    "still open with free slots); otherwise every such wish of the communities. In an event "
+    "that pools its communities, sending only wishes it left out lets them back in (it keeps "
+    "pooling its communities); sending any other wish chooses all those sent.",
     dependencies=[CaughtUp],
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
@@ -286,7 +289,7 @@ def _pool_read(entry: Any, wish: Wish, event_id: int) -> PoolWishRead:
 async def list_event_wishes(
     event_id: EventId, session: DbSession, actor: CurrentActor, paging: Paging
 ) -> PoolWishPage:
-    rows = await service.pool_page(
+    mode, rows = await service.pool_page(
         session,
         actor,
         event_id=event_id,
@@ -297,6 +300,7 @@ async def list_event_wishes(
     return PoolWishPage(
         items=[_pool_read(entry, wish, event_id) for entry, wish in items],
         next_cursor=next_cursor,
+        pool_mode=mode,
     )
 
 
@@ -328,18 +332,21 @@ async def close_event(
     "/{event_id}/preferences",
     summary="Rank pooled wishes in a live allocate event (most wanted first)",
     description='The body is a JSON array of wish ids, or `{"wish_ids": [...]}`. At close '
-    "the optimal assignment is computed from everyone's rankings.",
+    "the optimal assignment is computed from everyone's rankings. 409 `not_in_event` (with "
+    "`wish_ids`), `already_claimed`, `own_wish`, `wrong_event_mode`, `invalid_state`; 422 "
+    "`duplicate_preferences`, `too_many_preferences`.",
     dependencies=[CaughtUp],
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def set_preferences(
     event_id: EventId,
-    body: PreferencesIn | list[Id],
+    body: PreferencesIn,
     session: DbSession,
     actor: CurrentActor,
 ) -> PreferencesRead:
-    wish_ids = body.wish_ids if isinstance(body, PreferencesIn) else list(body)
-    ranked = await service.set_preferences(session, actor, event_id=event_id, wish_ids=wish_ids)
+    ranked = await service.set_preferences(
+        session, actor, event_id=event_id, wish_ids=body.wish_ids
+    )
     return PreferencesRead(event_id=event_id, wish_ids=ranked)
 
 
@@ -374,18 +381,9 @@ def _community_report(data: dict[str, Any]) -> CommunityReport:
     return CommunityReport.model_validate(data)
 
 
-REPORT_COLUMNS = (
-    ("community_id", "社区ID"),
-    ("name", "社区"),
-    ("wishes_pooled", "入池心愿"),
-    ("slots_pooled", "入池名额"),
-    ("slots_claimed", "已认领名额"),
-    ("slots_fulfilled", "已完成名额"),
-    ("wishes_filled", "认满心愿"),
-    ("members", "参与成员"),
-    ("time_to_fill_seconds", "全部认满用时(秒)"),
-    ("median_wish_fill_seconds", "心愿认满用时中位数(秒)"),
-)
+# The CSV tables' columns: the JSON report's field names, so one reader serves both.
+REPORT_COLUMNS = tuple(CommunityReport.model_fields)
+UNCLAIMED_COLUMNS = tuple(UnclaimedWish.model_fields)
 
 
 def _prefers_csv(accept: str | None) -> bool:
@@ -412,32 +410,34 @@ def _prefers_csv(accept: str | None) -> bool:
     return csv_weight > 0 and csv_weight > json_weight
 
 
-def _report_csv(report: EventReport) -> str:
+def _csv_table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """One table, a header row of field names: what any CSV reader takes as it is (no BOM,
+    no second table below)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([label for _, label in REPORT_COLUMNS])
-    for row in [*report.communities, report.totals]:
-        data = row.model_dump(mode="json")
-        writer.writerow(["" if data[key] is None else data[key] for key, _ in REPORT_COLUMNS])
-    writer.writerow([])
-    writer.writerow(["未认满心愿ID", "标题", "社区ID", "入池名额", "已认领名额"])
-    for wish in report.unclaimed:
-        writer.writerow(
-            [
-                wish.wish_id,
-                wish.title,
-                wish.community_id,
-                wish.slots_free_at_open,
-                wish.slots_claimed,
-            ]
+    writer.writerow(columns)
+    for data in rows:
+        writer.writerow(["" if data[key] is None else data[key] for key in columns])
+    return out.getvalue()
+
+
+def _report_csv(report: EventReport, part: ReportPart) -> str:
+    if part == ReportPart.unclaimed:
+        return _csv_table(
+            UNCLAIMED_COLUMNS, [wish.model_dump(mode="json") for wish in report.unclaimed]
         )
-    # A BOM so that spreadsheet programs read the Chinese text as UTF-8.
-    return "\ufeff" + out.getvalue()
+    return _csv_table(
+        REPORT_COLUMNS,
+        [row.model_dump(mode="json") for row in [*report.communities, report.totals]],
+    )
 
 
 @router.get(
     "/{event_id}/report",
     summary="Per-community report (JSON, or CSV with Accept: text/csv)",
+    description="CSV is one table per request, headed by the JSON field names: the "
+    "communities and the totals row (community_id empty), or with `?part=unclaimed` the "
+    "unclaimed wishes. JSON always has both; `part` is ignored there.",
     dependencies=[CaughtUp],
     responses={
         **problem_responses(401, 404, 422),
@@ -449,6 +449,9 @@ async def event_report(
     session: DbSession,
     actor: CurrentActor,
     accept: Annotated[str | None, Header()] = None,
+    part: Annotated[
+        ReportPart, Query(description="The CSV table: the communities, or the unclaimed wishes.")
+    ] = ReportPart.communities,
 ) -> Any:
     summary = await service.report(session, actor, event_id=event_id)
     event = summary.event
@@ -473,11 +476,12 @@ async def event_report(
         ],
     )
     if _prefers_csv(accept):
+        name = "report" if part == ReportPart.communities else "unclaimed"
         return Response(
-            _report_csv(report),
+            _report_csv(report, part),
             media_type="text/csv; charset=utf-8",
             headers={
-                "Content-Disposition": f'attachment; filename="claim-event-{event.id}-report.csv"'
+                "Content-Disposition": f'attachment; filename="claim-event-{event.id}-{name}.csv"'
             },
         )
     return report

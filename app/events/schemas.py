@@ -1,9 +1,21 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    JsonValue,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.core.pagination import Page
 from app.core.types import Id, Input, UTCTime
@@ -14,6 +26,7 @@ from app.events.models import (
     MAX_QUOTA,
     EventMode,
     EventStatus,
+    PoolMode,
     PoolState,
 )
 from app.wishes.models import MAX_SLOTS, WishStatus
@@ -40,7 +53,9 @@ class EventCreate(Input):
     community_ids: list[Id] = Field(min_length=1, max_length=MAX_EVENT_COMMUNITIES)
     mode: EventMode = EventMode.rush
     starts_at: UTCTime | None = Field(
-        default=None, description="When it opens; without it the event is a draft."
+        default=None,
+        description="When it opens (at most 5 minutes ago: clock skew); without it the "
+        "event is a draft.",
     )
     ends_at: UTCTime | None = Field(
         default=None, description="When it closes; without it an organizer closes it."
@@ -98,6 +113,22 @@ class PreferencesIn(Input):
 
     wish_ids: list[Id] = Field(max_length=MAX_PREFERENCES, description="Most wanted first.")
 
+    # The bare array is taken as this object before validation rather than declared as a
+    # second union branch: a bad id is then reported once, at ["body", "wish_ids", i], not
+    # once per branch under pydantic's internal branch names.
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_array(cls, value: Any) -> Any:
+        return {"wish_ids": value} if isinstance(value, list) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        as_object = handler(core_schema)
+        as_array = TypeAdapter(Annotated[list[Id], Field(max_length=MAX_PREFERENCES)]).json_schema()
+        return {"anyOf": [as_object, as_array | {"description": "The wish ids alone."}]}
+
 
 class PreferencesRead(BaseModel):
     event_id: Id
@@ -124,8 +155,12 @@ class EventRead(BaseModel):
         description="Slots the pooled wishes offered: free at opening, or claimed in the "
         "event where more (a slot an earlier claim gave back during it)."
     )
-    slots_claimed: int = Field(description="Slots held by live claims made in the event.")
-    members: int = Field(description="Members holding live claims made in the event.")
+    slots_claimed: int = Field(
+        description="Slots held by live claims made in the event (once closed: at its close)."
+    )
+    members: int = Field(
+        description="Members holding live claims made in the event (once closed: at its close)."
+    )
     my_claims: int | None = Field(
         default=None, description="Your live claims in this event (null: none yet)."
     )
@@ -160,7 +195,11 @@ class PoolWishRead(BaseModel):
 
 
 class PoolWishPage(Page[PoolWishRead]):
-    pass
+    pool_mode: PoolMode | None = Field(
+        description="What the event pools at opening: `communities` (every open wish of its "
+        "communities with free slots, except those `removed`) or `chosen` (only the "
+        "`selected` ones); null once opened (the states then say what was pooled)."
+    )
 
 
 class CommunityReport(BaseModel):
@@ -185,6 +224,13 @@ class UnclaimedWish(BaseModel):
     community_id: Id
     slots_free_at_open: int
     slots_claimed: int
+
+
+class ReportPart(enum.StrEnum):
+    """Which table of the report a CSV download holds."""
+
+    communities = "communities"
+    unclaimed = "unclaimed"
 
 
 class EventReport(BaseModel):

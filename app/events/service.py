@@ -35,6 +35,7 @@ from app.events.models import (
     ClaimEventPreference,
     EventMode,
     EventStatus,
+    PoolMode,
     PoolState,
 )
 from app.notifications import service as notifications
@@ -48,6 +49,9 @@ logger = logging.getLogger("microwish.events")
 # NOTIFY channel that wakes every server process's live feed of an event (PostgreSQL).
 NOTIFY_CHANNEL = "microwish_events"
 MAX_WINDOW = timedelta(days=366)
+# How far in the past a starts_at sent may be: a phone's clock a little behind the server's
+# (the event then opens at the clock's next tick); anything older is a mistake.
+START_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -86,8 +90,18 @@ async def _require_communities(
     return sorted(found, key=lambda r: r.id)
 
 
-def _check_window(starts_at: datetime | None, ends_at: datetime | None, now: datetime) -> None:
+def _check_window(
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    now: datetime,
+    *,
+    new_start: bool = True,
+) -> None:
+    """``new_start``: ``starts_at`` is being set now (an edit leaving it as it was is not
+    refused for it)."""
     if ends_at is not None and ends_at <= now:
+        raise ValidationFailed("invalid_event_window")
+    if new_start and starts_at is not None and starts_at < now - START_SKEW:
         raise ValidationFailed("invalid_event_window")
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise ValidationFailed("invalid_event_window")
@@ -232,7 +246,7 @@ async def update_event(
         await repository.set_communities(session, event.id, [c.id for c in communities])
     for name, value in changes.items():
         setattr(event, name, value)
-    _check_window(event.starts_at, event.ends_at, now)
+    _check_window(event.starts_at, event.ends_at, now, new_start="starts_at" in changes)
     event.status = (EventStatus.scheduled if event.starts_at else EventStatus.draft).value
     event.updated_at = now
     event.version += 1
@@ -290,6 +304,13 @@ async def _select(
     wish_ids: Sequence[int],
     now: datetime,
 ) -> None:
+    wishes = await _event_wishes(session, communities, wish_ids)
+    await repository.select_wishes(session, event.id, wishes, now)
+
+
+async def _event_wishes(
+    session: AsyncSession, communities: Sequence[Region], wish_ids: Sequence[int]
+) -> list[Wish]:
     wishes = await repository.wishes_by_id(session, wish_ids)
     community_ids = {c.id for c in communities}
     wrong = sorted(
@@ -302,7 +323,7 @@ async def _select(
             extra={"wish_ids": [str(w) for w in wrong]},
             wish_ids=", ".join(map(str, wrong)),
         )
-    await repository.select_wishes(session, event.id, list(wishes.values()), now)
+    return list(wishes.values())
 
 
 async def add_wishes(
@@ -311,8 +332,26 @@ async def add_wishes(
     event, communities = await _managed_event(session, actor, event_id)
     if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
         raise InvalidState(resource="claim_event", current_state=event.status, action="add_wishes")
-    await _select(session, event, communities, wish_ids, utcnow())
+    wishes = await _event_wishes(session, communities, wish_ids)
+    adding_back = await pool_mode(session, event) == PoolMode.communities and set(
+        wish_ids
+    ) == await repository.left_out_among(session, event.id, wish_ids)
+    if adding_back:
+        # Wishes left out of the communities' pool go back into it; choosing them instead
+        # would shrink the pool to just these.
+        await repository.let_back_in(session, event.id, wish_ids)
+    else:
+        await repository.select_wishes(session, event.id, wishes, utcnow())
     return (await _views(session, actor, [event]))[0]
+
+
+async def pool_mode(session: AsyncSession, event: ClaimEvent) -> PoolMode | None:
+    """What the event pools at opening (None once opened: its entries then say what it
+    pooled)."""
+    if event.status not in (EventStatus.draft.value, EventStatus.scheduled.value):
+        return None
+    chosen = await repository.has_chosen(session, event.id)
+    return PoolMode.chosen if chosen else PoolMode.communities
 
 
 async def remove_wish(
@@ -340,17 +379,16 @@ async def remove_wish(
 
 async def pool_page(
     session: AsyncSession, actor: Actor, *, event_id: int, after_id: int | None, limit: int
-) -> Sequence[tuple[object, Wish]]:
-    """The wishes chosen, pooled or taken out; before opening, an event that chose none
-    shows the wishes it would pool now."""
+) -> tuple[PoolMode | None, Sequence[tuple[object, Wish]]]:
+    """The event's pool mode (``pool_mode``) and the wishes chosen, pooled or taken out;
+    before opening, an event that pools its communities shows the wishes it would pool
+    now."""
     event, scope, communities = await _visible_event(session, actor, event_id)
     # Organizers may choose or leave out a wish still under review; nobody else learns of it.
     published_only = not _manages(scope, communities)
-    if event.status in (
-        EventStatus.draft.value,
-        EventStatus.scheduled.value,
-    ) and not await repository.has_chosen(session, event.id):
-        return await repository.default_pool_page(
+    mode = await pool_mode(session, event)
+    if mode == PoolMode.communities:
+        return mode, await repository.default_pool_page(
             session,
             event.id,
             [c.id for c in communities],
@@ -359,7 +397,7 @@ async def pool_page(
             limit=limit,
             published_only=published_only,
         )
-    return await repository.pool_page(
+    return mode, await repository.pool_page(
         session, event_id, after_id=after_id, limit=limit, published_only=published_only
     )
 
@@ -623,7 +661,8 @@ async def set_preferences(
     }
     wrong = [w for w in wish_ids if w not in pooled]
     if wrong:
-        raise ValidationFailed(
+        # A state conflict, as from the rush claim: well-formed ids not in this pool (now).
+        raise Conflict(
             "not_in_event",
             extra={"wish_ids": [str(w) for w in wrong]},
         )
@@ -846,6 +885,18 @@ class EventClaimFields(Protocol):
     def status(self) -> str: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
+def counts_in_event(claim: EventClaimFields, closed_at: datetime | None) -> bool:
+    """Whether an event claim counts in the event's numbers: while it is open, if live now;
+    once closed, if live at the close, so that the ceremony's numbers stay what they were
+    (a claim withdrawn, released or revoked since still counts; one fulfilled since counts
+    as fulfilled)."""
+    if claim.status in repository.LIVE_CLAIM:
+        return True
+    return closed_at is not None and claim.ended_at is not None and claim.ended_at > closed_at
 
 
 @dataclass
@@ -887,7 +938,7 @@ def summary_of(
     feed keeps these rows up to date itself and summarises its copy."""
     tallies = {c.id: Tally(community_id=c.id, name=c.name) for c in communities}
     totals = Tally(community_id=0, name="合计")
-    live_claims = [(c, n) for c, n in claims if c.status in repository.LIVE_CLAIM]
+    live_claims = [(c, n) for c, n in claims if counts_in_event(c, event.closed_at)]
     by_wish: dict[int, list[EventClaimFields]] = {}
     for claim, _ in live_claims:
         by_wish.setdefault(claim.wish_id, []).append(claim)

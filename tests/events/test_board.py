@@ -17,6 +17,7 @@ from app.events.board import Board, wish_shown
 from app.events.repository import EventClaimRow, PooledWishRow, PoolEntryRow
 
 OPENED = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+CLOSED = OPENED + timedelta(seconds=20)  # when a closed event closed: half way through steps
 COMMUNITIES = {11: "东七社区", 12: "西三社区", 13: "南一社区"}
 STATUSES = ("active", "fulfilled", "withdrawn", "released", "revoked")
 
@@ -63,8 +64,9 @@ def _expected(
     pooled: list[tuple[PoolEntryRow, PooledWishRow]],
     claims: dict[int, tuple[EventClaimRow, str]],
     opened: bool,
+    closed_at: datetime | None = None,
 ) -> tuple[dict[str, Any], dict[int, tuple[int, str]]]:
-    event: Any = SimpleNamespace(opened_at=OPENED if opened else None)
+    event: Any = SimpleNamespace(opened_at=OPENED if opened else None, closed_at=closed_at)
     communities: Any = [SimpleNamespace(id=c, name=n) for c, n in COMMUNITIES.items()]
     summary = service.summary_of(
         event, communities, pooled, [claims[claim_id] for claim_id in sorted(claims)]
@@ -97,37 +99,47 @@ def _seen(board: Board) -> tuple[dict[str, Any], dict[int, tuple[int, str]]]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(specs=pool_specs, writes=steps, batch=st.integers(1, 5), opened=st.booleans())
+@given(
+    specs=pool_specs,
+    writes=steps,
+    batch=st.integers(1, 5),
+    opened=st.booleans(),
+    closed=st.booleans(),
+)
 def test_board_folds_changes_into_what_a_full_summary_says(
     specs: list[tuple[int, int | None, int]],
     writes: list[tuple[int, int, int, int, str]],
     batch: int,
     opened: bool,
+    closed: bool,
 ) -> None:
+    """Closed: claims ending after the close (step 20 on) still count, as in the report."""
     pooled = _pool(specs)
-    incremental = Board(names=dict(COMMUNITIES), opened=opened)
+    closed_at = CLOSED if closed and opened else None
+    incremental = Board(names=dict(COMMUNITIES), opened=opened, closed_at=closed_at)
     incremental.fold(pooled, [])
     claims: dict[int, tuple[EventClaimRow, str]] = {}
     pending: list[tuple[EventClaimRow, str]] = []
     for number, (claim_no, wish_index, member, slots, status) in enumerate(writes):
         wish_id = pooled[wish_index % len(pooled)][1].id
         known = claims.get(claim_no + 1)
+        moment = OPENED + timedelta(seconds=number)
+        ended = None if status in ("active", "fulfilled") else moment
         if known is not None:  # a later version of the same claim: only its status moves
-            claim = known[0]._replace(status=status)
+            claim = known[0]._replace(status=status, ended_at=ended)
         else:
-            created = OPENED + timedelta(seconds=number)
-            claim = EventClaimRow(claim_no + 1, wish_id, member, slots, status, created)
+            claim = EventClaimRow(claim_no + 1, wish_id, member, slots, status, moment, ended)
         claims[claim.id] = (claim, f"成员{member}")
         pending.append((claim, f"成员{member}"))
         if len(pending) >= batch:
             changed = incremental.fold([], pending)
             assert set(changed.claim_ids) == {c.id for c, _ in pending}
             pending = []
-            assert _seen(incremental) == _expected(pooled, claims, opened)
+            assert _seen(incremental) == _expected(pooled, claims, opened, closed_at)
     incremental.fold([], pending)
-    assert _seen(incremental) == _expected(pooled, claims, opened)
+    assert _seen(incremental) == _expected(pooled, claims, opened, closed_at)
 
-    at_once = Board(names=dict(COMMUNITIES), opened=opened)
+    at_once = Board(names=dict(COMMUNITIES), opened=opened, closed_at=closed_at)
     at_once.fold(pooled, [claims[claim_id] for claim_id in sorted(claims)])
     assert _seen(at_once) == _seen(incremental)
     assert at_once.totals == incremental.totals

@@ -77,6 +77,10 @@ async def test_create_refusals(world: World) -> None:
     assert backwards.json()["code"] == "invalid_event_window"
     past = await create_event(world, ends_at=soon(-60))
     assert past.status_code == 422
+    # A start in the past would open the event at once: refused beyond a clock's skew.
+    for starts_at in (soon(-6 * 60), "0001-01-01T00:00:00Z"):
+        late_start = await create_event(world, starts_at=starts_at, ends_at=soon(3600))
+        assert_problem(late_start, 422, "invalid_event_window")
     bad_mode = await create_event(world, mode="lottery")
     assert bad_mode.status_code == 422
     assert bad_mode.json()["code"] == "validation_failed"
@@ -164,9 +168,9 @@ async def test_rush_lifecycle(world: World) -> None:
     not_pooled = await event_claim(world, event_id, c3_wish["id"], local)
     assert not_pooled.status_code == 409
     assert not_pooled.json()["code"] == "not_in_event"
-    hidden_wish = await event_claim(world, event_id, pending["id"], local)
-    assert hidden_wish.status_code == 409  # still in review: not claimable, in or out of events
-    assert hidden_wish.json()["code"] == "not_claimable"
+    # A wish still in review exists: claiming it is a conflict, not a 404 (as direct claims).
+    unreviewed = await event_claim(world, event_id, pending["id"], local)
+    assert_problem(unreviewed, 409, "not_claimable")
     missing = await event_claim(world, event_id, "99999", local)
     assert missing.status_code == 404
     own = await event_claim(world, event_id, c2_wish["id"], world.resident)
@@ -211,10 +215,28 @@ async def test_rush_lifecycle(world: World) -> None:
     )
     assert as_csv.status_code == 200
     assert as_csv.headers["content-type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(as_csv.text.lstrip("\ufeff"))))
-    assert rows[0][1] == "社区"
-    assert rows[3][1] == "合计"
-    assert rows[3][4] == "2"
+    assert "report.csv" in as_csv.headers["content-disposition"]
+    # One plain table a CSV reader takes as it is: the JSON's fields, a row per community
+    # and the totals; no BOM.
+    assert not as_csv.text.startswith("\ufeff")
+    table = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert list(table[0]) == list(body["totals"])
+    assert [row["community_id"] for row in table] == [
+        c["community_id"] for c in body["communities"]
+    ] + [""]
+    assert table[-1]["name"] == "合计"
+    assert table[-1]["slots_claimed"] == "2"
+    unclaimed_csv = await api.client.get(
+        f"/v1/claim-events/{event_id}/report",
+        params={"part": "unclaimed"},
+        headers={**world.organizer, "Accept": "text/csv"},
+    )
+    assert "unclaimed.csv" in unclaimed_csv.headers["content-disposition"]
+    assert unclaimed_csv.text.splitlines()[0] == ",".join(body["unclaimed"][0])
+    unclaimed = list(csv.DictReader(io.StringIO(unclaimed_csv.text)))
+    assert unclaimed == [
+        {key: str(value) for key, value in wish.items()} for wish in body["unclaimed"]
+    ]
     assert await violations(api.settings.database_url) == {}
     assert await event_violations(api) == {}
 
@@ -250,6 +272,50 @@ async def test_a_slot_given_back_during_the_event_joins_its_pool(world: World) -
         assert (shown["slots_pooled"], shown["slots_claimed"]) == (2, 2), shown
     assert report["totals"]["wishes_filled"] == 1
     assert report["unclaimed"] == []
+
+
+async def test_a_closed_event_reports_what_was_claimed_at_its_close(world: World) -> None:
+    """The ceremony's numbers stay as they were at the close: a claim withdrawn afterwards
+    still counts as claimed in the event; a fulfilment afterwards counts as fulfilled."""
+    api = world.api
+    first = await world.wish("C1")
+    second = await world.wish("C2")
+    event = (await create_event(world)).json()
+    await api.client.post(f"/v1/claim-events/{event['id']}/open", headers=world.organizer)
+    member, _ = await world.member("C3")
+    other, _ = await world.member("C3")
+    quitting = (await event_claim(world, event["id"], first["id"], member)).json()
+    keeping = (await event_claim(world, event["id"], second["id"], other)).json()
+    closed = await api.client.post(f"/v1/claim-events/{event['id']}/close", headers=world.organizer)
+    assert closed.status_code == 200, closed.text
+    url = f"/v1/claim-events/{event['id']}/report"
+
+    async def numbers() -> tuple[dict[str, Any], dict[str, Any], str]:
+        report = (await api.client.get(url, headers=world.organizer)).json()
+        detail = (
+            await api.client.get(f"/v1/claim-events/{event['id']}", headers=world.organizer)
+        ).json()
+        as_csv = await api.client.get(url, headers={**world.organizer, "Accept": "text/csv"})
+        return report, detail, as_csv.text
+
+    at_close, detail_at_close, csv_at_close = await numbers()
+    assert at_close["totals"]["slots_claimed"] == 2
+    assert at_close["totals"]["wishes_filled"] == 2
+    assert at_close["unclaimed"] == []
+    withdrawn = await api.client.post(f"/v1/claims/{quitting['id']}/withdraw", headers=member)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert await numbers() == (at_close, detail_at_close, csv_at_close)
+    # Back home, the wish is claimed directly: no claim of the event's.
+    assert (await world.claim(first["id"], (await world.member("C1"))[0])).status_code == 201
+    assert await numbers() == (at_close, detail_at_close, csv_at_close)
+    fulfilled = await api.client.post(
+        f"/v1/claims/{keeping['id']}/fulfil", json={"note": "送到了"}, headers=other
+    )
+    assert fulfilled.status_code == 200, fulfilled.text
+    later, _, _ = await numbers()
+    assert later["totals"]["slots_fulfilled"] == 1
+    assert later["totals"] | {"slots_fulfilled": 0} == at_close["totals"]
+    assert await event_violations(api) == {}
 
 
 async def test_chosen_wishes_and_updates(world: World) -> None:
@@ -371,6 +437,48 @@ async def test_an_event_that_chose_nothing_previews_its_pool_and_leaves_wishes_o
     assert (await event_claim(world, event_id, second["id"], member)).status_code == 201
 
 
+async def test_adding_back_a_wish_left_out_keeps_pooling_the_communities(world: World) -> None:
+    """Leaving a wish out of an event that pools its communities and adding it back undoes
+    the leave-out: the event still pools every open wish, not just that one. Adding any
+    other wish chooses: from then on only the chosen ones. The page says which."""
+    api = world.api
+    wishes = [await world.wish("C1"), await world.wish("C2"), await world.wish("C1")]
+    event_id = (await create_event(world)).json()["id"]
+    url = f"/v1/claim-events/{event_id}/wishes"
+
+    async def pool() -> tuple[str | None, dict[str, str]]:
+        page = (await api.client.get(url, headers=world.organizer)).json()
+        return page["pool_mode"], {w["wish_id"]: w["state"] for w in page["items"]}
+
+    every = {w["id"]: "selected" for w in wishes}
+    assert await pool() == ("communities", every)
+    left_out = await api.client.delete(f"{url}/{wishes[0]['id']}", headers=world.organizer)
+    assert left_out.status_code == 200, left_out.text
+    assert await pool() == ("communities", every | {wishes[0]["id"]: "removed"})
+    back = await api.client.post(url, json={"wish_ids": [wishes[0]["id"]]}, headers=world.organizer)
+    assert back.status_code == 200, back.text
+    assert await pool() == ("communities", every)
+    opened = await api.client.post(f"/v1/claim-events/{event_id}/open", headers=world.organizer)
+    assert opened.json()["wishes_pooled"] == 3
+    assert await pool() == (None, {w["id"]: "pooled" for w in wishes})
+
+    # Adding a wish that was not left out is choosing it: only the chosen are pooled.
+    later = await world.wish("C2")
+    chosen_event = (await create_event(world)).json()["id"]
+    chosen_url = f"/v1/claim-events/{chosen_event}/wishes"
+    await api.client.delete(f"{chosen_url}/{later['id']}", headers=world.organizer)
+    chose = await api.client.post(
+        chosen_url, json={"wish_ids": [later["id"], wishes[1]["id"]]}, headers=world.organizer
+    )
+    assert chose.status_code == 200, chose.text
+    page = (await api.client.get(chosen_url, headers=world.organizer)).json()
+    assert page["pool_mode"] == "chosen"
+    assert {w["wish_id"]: w["state"] for w in page["items"]} == {
+        later["id"]: "selected",
+        wishes[1]["id"]: "selected",
+    }
+
+
 async def test_a_pool_shows_unpublished_wishes_to_its_organizers_only(world: World) -> None:
     api = world.api
     published = await world.wish("C1")
@@ -408,6 +516,30 @@ async def test_taking_out_every_chosen_wish_pools_the_rest(world: World) -> None
     ).json()
     states = {w["wish_id"]: w["state"] for w in pool["items"]}
     assert states == {taken_out["id"]: "removed", stays["id"]: "pooled"}
+
+
+async def test_a_start_a_little_in_the_past_is_a_clock_skew(world: World) -> None:
+    """A phone a minute behind sends a starts_at just gone: accepted, and the event opens
+    at once; further back is refused, on create and on edit alike."""
+    api = world.api
+    await world.wish("C1")
+    skewed = await create_event(world, starts_at=soon(-60), ends_at=soon(3600))
+    assert skewed.status_code == 201, skewed.text
+    assert skewed.json()["status"] == "scheduled"
+    shown = await api.client.get(f"/v1/claim-events/{skewed.json()['id']}", headers=world.organizer)
+    assert shown.json()["status"] == "live"  # opened by the read's catch-up, or the clock
+    assert shown.json()["wishes_pooled"] == 1
+    draft = (await create_event(world)).json()
+    url = f"/v1/claim-events/{draft['id']}"
+    tag = (await api.client.get(url, headers=world.organizer)).headers["etag"]
+    for starts_at in (soon(-6 * 60), "0001-01-01T00:00:00Z"):
+        edited = await api.client.patch(
+            url, json={"starts_at": starts_at}, headers={**world.organizer, "If-Match": tag}
+        )
+        assert_problem(edited, 422, "invalid_event_window")
+    still = await api.client.get(url, headers=world.organizer)
+    assert still.json()["status"] == "draft"
+    assert still.json()["starts_at"] is None
 
 
 async def test_event_edits(world: World) -> None:
@@ -641,10 +773,23 @@ async def test_allocate_mode(world: World) -> None:
     assert (await rank(c, [popular["id"], spare["id"]])).status_code == 200
     mine = await api.client.get(f"/v1/claim-events/{event['id']}/preferences", headers=a)
     assert mine.json()["wish_ids"] == [popular["id"], pair["id"]]
+    # Either form of the body reports a bad id once, where it is, in the API's own terms.
+    for body, where in (
+        (["abc"], ["body", "wish_ids", 0]),
+        ({"wish_ids": [pair["id"], "0"]}, ["body", "wish_ids", 1]),
+        ("abc", ["body"]),
+    ):
+        malformed = await rank(a, body)
+        assert_problem(malformed, 422, "validation_failed")
+        assert [e["loc"] for e in malformed.json()["errors"]] == [where], malformed.text
+        assert "function" not in malformed.text
     duplicate = await rank(a, [pair["id"], pair["id"]])
     assert duplicate.status_code == 422
-    outside = await rank(a, [(await world.wish("C3"))["id"]])
-    assert outside.status_code == 422
+    elsewhere = await world.wish("C3")
+    outside = await rank(a, [elsewhere["id"]])
+    # As from a rush claim: a conflict with the pool, not malformed input.
+    assert_problem(outside, 409, "not_in_event")
+    assert outside.json()["wish_ids"] == [elsewhere["id"]]
     too_many = await rank(a, [str(i) for i in range(1, 30)])
     assert too_many.status_code == 422
 

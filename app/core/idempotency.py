@@ -16,8 +16,10 @@ claim twice. How:
    ``STALE_AFTER`` a retry takes it over and runs again.
 
 A request that fails (a problem response) changed nothing: its reservation is dropped, so
-a retry runs again. Keys are kept ``settings.idempotency_ttl_hours`` (≥ 24 h), per user
-(unauthenticated calls such as register share one anonymous scope).
+a retry runs again. Keys are kept ``settings.idempotency_ttl_hours`` (≥ 24 h), per user.
+Calls without a token (register, asking for a code, the token routes) share one anonymous
+scope, so there the key is bound to the body (``_ANONYMOUS_ROUTES``); any other route called
+without a valid token is passed straight on, to answer 401 as it would without a key.
 
 The routes that hand out tokens (``/v1/auth/token``, ``/refresh``, ``/otp/verify``) are
 replayable too, since a refresh token or a code is spent by its first use and a lost answer
@@ -76,7 +78,7 @@ from app.core.db import (
     fetch_one_on_driver,
     utcnow,
 )
-from app.core.errors import Conflict, DomainError, PayloadTooLarge, ValidationFailed
+from app.core.errors import Conflict, DomainError, ValidationFailed
 
 HEADER = "idempotency-key"
 KEY_MAX = 255
@@ -84,6 +86,10 @@ STALE_AFTER = timedelta(seconds=60)
 ANONYMOUS = 0  # scope of unauthenticated requests (user ids start at 1)
 # Routes whose responses carry fresh credentials (see the module doc).
 _CREDENTIAL_ROUTES = frozenset({"/v1/auth/token", "/v1/auth/refresh", "/v1/auth/otp/verify"})
+# Routes for callers without a token. Their keys share one scope, so a key is bound to the
+# body there: two people who happen to pick the same key are two requests, never one
+# person's answer replayed to the other (nor a 422 that tells them a key is in use).
+_ANONYMOUS_ROUTES = _CREDENTIAL_ROUTES | {"/v1/auth/register", "/v1/auth/otp/request"}
 CREDENTIAL_REPLAY_WINDOW = timedelta(minutes=10)
 # Response headers worth replaying.
 _REPLAYED_HEADERS = {b"content-type", b"location", b"etag", b"content-language"}
@@ -361,20 +367,22 @@ async def purge_expired(session: AsyncSession, *, ttl: timedelta) -> int:
 _ENVELOPE = 64 * 1024
 
 
-async def _bounded_body(request: Request) -> bytes:
+async def _bounded_body(request: Request) -> tuple[bytes, bool]:
+    """The body, and whether it is all of it: reading stops past the cap (what was read is
+    returned, for the route to go on from)."""
     settings = request.app.state.settings
     cap = int(getattr(settings, "photo_max_bytes", 10 * 1024 * 1024)) + _ENVELOPE
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(limit=cap)
+        return b"", False
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > cap:
-            raise PayloadTooLarge(limit=cap)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if size > cap:
+            return b"".join(chunks), False
+    return b"".join(chunks), True
 
 
 def _user_scope(request: Request) -> int:
@@ -411,7 +419,10 @@ class IdempotencyMiddleware:
             return
         request = Request(scope, receive)
         key = request.headers.get(HEADER)
-        if key is None:
+        anonymous_route = scope["path"] in _ANONYMOUS_ROUTES
+        if key is None or (not anonymous_route and _user_scope(request) == ANONYMOUS):
+            # No key; or a route that needs a token called without a valid one: the route
+            # answers 401 as it would without the key (nothing is reserved or read first).
             await self.app(scope, receive, send)
             return
         try:
@@ -426,17 +437,28 @@ class IdempotencyMiddleware:
     ) -> None:
         if not _valid_key(key):
             raise ValidationFailed("invalid_idempotency_key", max_length=KEY_MAX)
-        body = await _bounded_body(request)
+        body, complete = await _bounded_body(request)
+        if not complete:
+            # Larger than any route accepts (an oversized photo): nothing to remember. The
+            # route refuses it with its own answer (413 image_too_large).
+            read = [{"type": "http.request", "body": body, "more_body": True}]
+
+            async def rest() -> Message:
+                return read.pop() if read else await receive()
+
+            await self.app(scope, rest, send)
+            return
         database: Database = request.app.state.database
         canonical = _canonical_body(scope, body)
         fingerprint = _fingerprint(scope, canonical)
         seal = None
-        if scope["path"] in _CREDENTIAL_ROUTES:
+        if scope["path"] in _ANONYMOUS_ROUTES:
             # Anonymous (a bearer token that lapses between attempts must not change the
-            # scope), and bound to the body (see the module doc).
+            # scope), and bound to the body (see the module doc and _ANONYMOUS_ROUTES).
             user_scope = ANONYMOUS
             key = hashlib.sha256(f"{fingerprint}\0{key}".encode()).hexdigest()
-            seal = _Seal.for_request(request.app.state.settings.secret_key, canonical)
+            if scope["path"] in _CREDENTIAL_ROUTES:
+                seal = _Seal.for_request(request.app.state.settings.secret_key, canonical)
         else:
             user_scope = _user_scope(request)
         stored = await _reserve(database, user_scope, key, fingerprint, seal)

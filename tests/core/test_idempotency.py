@@ -96,6 +96,21 @@ async def test_registration_is_idempotent_without_a_token(api: Api) -> None:
     assert first.status_code == again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
+    # Callers without a token share no keys: another person who picked the same key signs
+    # up as themselves (not a 422, nor the first person's answer).
+    other = {**body, "phone": "13911112223"}
+    theirs = await api.client.post("/v1/auth/register", json=other, headers=headers)
+    assert theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+    assert theirs.json()["phone"] == "+8613911112223"
+
+
+async def test_a_key_without_a_token_is_a_401_not_a_reservation(api: Api) -> None:
+    headers = {"Idempotency-Key": "k1"}
+    await api.client.post("/v1/auth/otp/request", json={"phone": "13912340001"}, headers=headers)
+    for auth in ({}, {"Authorization": "Bearer not-a-token"}):
+        refused = await api.client.post("/v1/wishes", json={}, headers={**headers, **auth})
+        assert_problem(refused, 401, "unauthenticated")
 
 
 async def test_bad_keys_are_refused(world: World) -> None:

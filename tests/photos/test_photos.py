@@ -234,7 +234,21 @@ async def test_oversized_uploads_are_refused_while_reading(world: World, photo_d
     )
     assert_problem(chunked, 413, "image_too_large")
     assert sent < 1_000_000
+    # The same answers under an Idempotency-Key (too big to remember: the route answers).
+    keyed = {**world.resident, "Idempotency-Key": "big-photo"}
+    assert_problem(
+        await upload(world, path, big, keyed, filename="small.png"), 413, "image_too_large"
+    )
+    sent = 0
+    chunked_keyed = await world.api.client.post(
+        path,
+        content=endless(),
+        headers={**keyed, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert_problem(chunked_keyed, 413, "image_too_large")
+    assert sent < 1_000_000
     assert stored_files(photo_dir) == []
+    assert (await world.api.sql("SELECT count(*) FROM idempotency_keys"))[0][0] == 0
 
 
 @pytest.mark.parametrize(

@@ -272,11 +272,20 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     would describe a shape this API never sends)."""
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            if "requestBody" in operation:
-                # Every body is capped (uploads by their own limits, the rest at 1 MiB).
-                operation.setdefault("responses", {}).setdefault(
-                    "413", {"description": "Payload too large"}
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation or method == "post":
+                # Every body is capped (uploads by their own limits, the rest at 1 MiB; a
+                # POST that takes none refuses a large one too).
+                responses.setdefault("413", {"description": "Payload too large"})
+            if method == "post":
+                # Any POST under an Idempotency-Key whose first attempt is still running.
+                responses.setdefault(
+                    "409",
+                    {
+                        "description": "`idempotency_in_flight`: a request with the same "
+                        "Idempotency-Key is still running (retry after `Retry-After`)"
+                    },
                 )
             for status, response in operation.get("responses", {}).items():
                 if status[:1] in {"4", "5"}:

@@ -504,8 +504,13 @@ async def _stream_viewer(
     await service.get_event(session, actor, event_id=event_id)
 
 
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+
 @router.get(
     "/{event_id}/stream",
+    response_class=EventStreamResponse,
     summary="Live feed of the event (server-sent events)",
     description="`text/event-stream` with named events: `snapshot` (full state, first), "
     "`claim`, `wish`, `tally`, `status`; `: ping` comments keep the connection open. "
@@ -518,9 +523,8 @@ async def _stream_viewer(
 )
 async def event_stream(event_id: EventId, request: Request) -> StreamingResponse:
     feeds: LiveFeeds = request.app.state.live_feeds
-    return StreamingResponse(
+    return EventStreamResponse(
         feeds.stream(event_id),
-        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 

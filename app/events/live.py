@@ -310,6 +310,8 @@ class LiveFeeds:
                     max(DEBOUNCE_SECONDS, last_read + READ_INTERVAL_SECONDS - loop.time())
                 )
             feed.wake.clear()
+            if not feed.subscribers:
+                break  # the last one left while it waited: end here, never mid-read
             last_read = loop.time()
             try:
                 read = await self._read(feed)
@@ -392,6 +394,8 @@ class LiveFeeds:
         finally:
             feed.subscribers.discard(queue)
             if not feed.subscribers:
-                if feed.task is not None:
-                    feed.task.cancel()
+                # Wake the feed to let it end by itself: cancelling it in the middle of a
+                # database read threw its pooled connection away (a HEAD, or any last
+                # subscriber leaving at the wrong moment).
+                feed.wake.set()
                 self.feeds.pop(event_id, None)

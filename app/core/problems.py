@@ -136,8 +136,20 @@ _HTTP_CODES = {
 }
 
 
+# FastAPI's own 400 for a body it could not decode at all (invalid UTF-8, nesting too deep
+# for the parser, an integer of thousands of digits): a malformed body like any other.
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+        return problem_response(
+            request,
+            status=400,
+            code="malformed_json",
+            params={"reason": "not UTF-8 JSON this service can read"},
+        )
     code = _HTTP_CODES.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )

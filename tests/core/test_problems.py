@@ -182,3 +182,16 @@ async def test_an_action_without_a_body_refuses_one_and_changes_nothing(api: Api
     assert_problem(refused, 422, "validation_failed")
     assert refused.json()["errors"][0]["loc"] == ["body"]
     assert (await api.client.post(withdraw, content=b"null", headers=member)).status_code == 200
+
+
+async def test_unreadable_bodies_are_malformed_json(api: Api) -> None:
+    token = await api.user_headers("13911114444")
+    for content in (
+        b'{"title": "\xff"}',  # not UTF-8
+        b"[" * 10_000 + b"]" * 10_000,  # deeper than the parser goes
+        b'{"slots_total": ' + b"9" * 5000 + b"}",  # more digits than Python converts
+    ):
+        response = await api.client.post(
+            "/v1/wishes", content=content, headers={**token, "Content-Type": "application/json"}
+        )
+        assert_problem(response, 400, "malformed_json")

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
+from starlette.routing import Match
 
 from app.core.errors import DomainError
 from app.core.i18n import Lang, negotiate_language, render
@@ -154,13 +155,27 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
     params: dict[str, Any] = {"resource": "route", "method": request.method}
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
-        request,
-        status=exc.status_code,
-        code=code,
-        params=params,
-        headers=dict(exc.headers or {}),
+        request, status=exc.status_code, code=code, params=params, headers=headers
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (RFC 9110 §15.5.6): Starlette names only
+    those of the first route that matched the path (``/v1/wishes`` is a GET route and a
+    POST route)."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": "GET" if method == "HEAD" else method}
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -50,6 +50,10 @@ async def test_wrong_method_is_a_problem_with_allow(api: Api) -> None:
     response = await api.client.delete("/v1/auth/token")
     assert_problem(response, 405, "method_not_allowed")
     assert "POST" in response.headers["allow"]
+    # Every method the path answers, though two routes share it.
+    both = await api.client.delete("/v1/wishes")
+    assert_problem(both, 405, "method_not_allowed")
+    assert both.headers["allow"] == "GET, HEAD, POST"
 
 
 async def test_malformed_json_is_400(api: Api) -> None:

@@ -143,12 +143,22 @@ async def get_claim(
     actor: CurrentActor,
 ) -> ClaimRead:
     claim, wish = await service.get_claim(session, actor, claim_id=claim_id)
-    # The claim embeds a brief of its wish: both versions name the representation.
-    current = etag("claim", claim.id, f"{claim.version}.{wish.version}")
+    current = claim_etag(claim, wish)
     unchanged = not_modified(request, current)
     if unchanged is not None:
         return unchanged  # type: ignore[return-value]
     response.headers["ETag"] = current
+    return claim_read(claim, wish=wish)
+
+
+def claim_etag(claim: Claim, wish: Wish) -> str:
+    # The claim embeds a brief of its wish: both versions name the representation.
+    return etag("claim", claim.id, f"{claim.version}.{wish.version}")
+
+
+def tagged(claim: Claim, wish: Wish, response: Response) -> ClaimRead:
+    """An action's answer, with the ETag of the claim it left."""
+    response.headers["ETag"] = claim_etag(claim, wish)
     return claim_read(claim, wish=wish)
 
 
@@ -158,9 +168,11 @@ async def get_claim(
     description="403 `forbidden` (`not_your_claim`) for anyone but the claimer.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
+async def withdraw_claim(
+    claim_id: ClaimId, response: Response, session: DbSession, actor: CurrentActor
+) -> ClaimRead:
     claim, wish = await service.withdraw(session, actor, claim_id=claim_id)
-    return claim_read(claim, wish=wish)
+    return tagged(claim, wish, response)
 
 
 @router.post(
@@ -173,9 +185,11 @@ async def withdraw_claim(claim_id: ClaimId, session: DbSession, actor: CurrentAc
     ),
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-async def extend_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActor) -> ClaimRead:
+async def extend_claim(
+    claim_id: ClaimId, response: Response, session: DbSession, actor: CurrentActor
+) -> ClaimRead:
     claim, wish = await service.extend(session, actor, claim_id=claim_id)
-    return claim_read(claim, wish=wish)
+    return tagged(claim, wish, response)
 
 
 @router.post(
@@ -185,11 +199,15 @@ async def extend_claim(claim_id: ClaimId, session: DbSession, actor: CurrentActo
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def fulfil_claim(
-    claim_id: ClaimId, session: DbSession, actor: CurrentActor, body: FulfilIn | None = None
+    claim_id: ClaimId,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
+    body: FulfilIn | None = None,
 ) -> ClaimRead:
     note = body.note if body else ""
     claim, wish = await service.fulfil(session, actor, claim_id=claim_id, note=note)
-    return claim_read(claim, wish=wish)
+    return tagged(claim, wish, response)
 
 
 @router.post(
@@ -198,7 +216,7 @@ async def fulfil_claim(
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def revoke_claim(
-    claim_id: ClaimId, body: RevokeIn, session: DbSession, actor: CurrentActor
+    claim_id: ClaimId, body: RevokeIn, response: Response, session: DbSession, actor: CurrentActor
 ) -> ClaimRead:
     claim, wish = await service.revoke(session, actor, claim_id=claim_id, reason=body.reason)
-    return claim_read(claim, wish=wish)
+    return tagged(claim, wish, response)

@@ -184,13 +184,21 @@ async def update_wish(
     return wish_read(view)
 
 
+def tagged(view: WishView, response: Response) -> WishRead:
+    """An action's answer, with the ETag of the wish it left (ready for the next PATCH)."""
+    response.headers["ETag"] = service.wish_etag(view)
+    return wish_read(view)
+
+
 @router.post(
     "/{wish_id}/approve",
     summary="Approve a pending wish (organizer in scope)",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-async def approve_wish(wish_id: WishId, session: DbSession, actor: CurrentActor) -> WishRead:
-    return wish_read(await service.approve(session, actor, wish_id=wish_id))
+async def approve_wish(
+    wish_id: WishId, response: Response, session: DbSession, actor: CurrentActor
+) -> WishRead:
+    return tagged(await service.approve(session, actor, wish_id=wish_id), response)
 
 
 @router.post(
@@ -199,9 +207,10 @@ async def approve_wish(wish_id: WishId, session: DbSession, actor: CurrentActor)
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def reject_wish(
-    wish_id: WishId, body: ReasonIn, session: DbSession, actor: CurrentActor
+    wish_id: WishId, body: ReasonIn, response: Response, session: DbSession, actor: CurrentActor
 ) -> WishRead:
-    return wish_read(await service.reject(session, actor, wish_id=wish_id, reason=body.reason))
+    view = await service.reject(session, actor, wish_id=wish_id, reason=body.reason)
+    return tagged(view, response)
 
 
 @router.post(
@@ -210,10 +219,14 @@ async def reject_wish(
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def cancel_wish(
-    wish_id: WishId, session: DbSession, actor: CurrentActor, body: CancelIn | None = None
+    wish_id: WishId,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
+    body: CancelIn | None = None,
 ) -> WishRead:
     reason = body.reason if body else None
-    return wish_read(await service.cancel(session, actor, wish_id=wish_id, reason=reason))
+    return tagged(await service.cancel(session, actor, wish_id=wish_id, reason=reason), response)
 
 
 @router.post(
@@ -222,11 +235,14 @@ async def cancel_wish(
     responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def confirm_wish(
-    wish_id: WishId, session: DbSession, actor: CurrentActor, body: ConfirmIn | None = None
+    wish_id: WishId,
+    response: Response,
+    session: DbSession,
+    actor: CurrentActor,
+    body: ConfirmIn | None = None,
 ) -> WishRead:
     body = body or ConfirmIn()
-    return wish_read(
-        await service.confirm(
-            session, actor, wish_id=wish_id, rating=body.rating, thanks=body.thanks
-        )
+    view = await service.confirm(
+        session, actor, wish_id=wish_id, rating=body.rating, thanks=body.thanks
     )
+    return tagged(view, response)

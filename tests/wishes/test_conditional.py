@@ -158,3 +158,27 @@ async def test_an_empty_or_null_edit(world: World) -> None:
     assert null.status_code == 422
     assert null.json()["code"] == "field_not_nullable"
     assert "title, slots_total" in null.json()["detail"]
+
+
+async def test_actions_answer_with_the_etag_they_left(world: World) -> None:
+    """No GET needed between an action and the next conditional request."""
+    api = world.api
+    wish = await world.wish(approve=False)
+    approved = await api.client.post(f"/v1/wishes/{wish['id']}/approve", headers=world.organizer)
+    read = await api.client.get(f"/v1/wishes/{wish['id']}", headers=world.organizer)
+    assert approved.headers["etag"] == read.headers["etag"]
+    # The owner edits straight from the tag the wish's own action gave back.
+    member, _ = await world.member()
+    claim = (await world.claim(wish["id"], member)).json()
+    withdrawn = await api.client.post(f"/v1/claims/{claim['id']}/withdraw", headers=member)
+    claim_read = await api.client.get(f"/v1/claims/{claim['id']}", headers=member)
+    assert withdrawn.headers["etag"] == claim_read.headers["etag"]
+    owner_read = await api.client.get(f"/v1/wishes/{wish['id']}", headers=world.resident)
+    cancelled = await api.client.post(f"/v1/wishes/{wish['id']}/cancel", headers=world.resident)
+    assert cancelled.headers["etag"] != owner_read.headers["etag"]
+    assert (
+        await api.client.get(
+            f"/v1/wishes/{wish['id']}",
+            headers={**world.resident, "If-None-Match": cancelled.headers["etag"]},
+        )
+    ).status_code == 304

@@ -8,7 +8,7 @@ from app.claims import service
 from app.claims.models import Claim, ClaimSource, ClaimStatus
 from app.claims.schemas import ClaimCreate, ClaimPage, ClaimRead, FulfilIn, RevokeIn, WishBrief
 from app.core.auth import CurrentActor
-from app.core.conditional import etag, not_modified
+from app.core.conditional import answer_read, etag
 from app.core.deps import AppSettings, DbSession
 from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
@@ -144,10 +144,9 @@ async def get_claim(
 ) -> ClaimRead:
     claim, wish = await service.get_claim(session, actor, claim_id=claim_id)
     current = claim_etag(claim, wish)
-    unchanged = not_modified(request, current)
+    unchanged = answer_read(request, response, current)
     if unchanged is not None:
         return unchanged  # type: ignore[return-value]
-    response.headers["ETag"] = current
     return claim_read(claim, wish=wish)
 
 

@@ -45,7 +45,14 @@ def tagged_read(
     """For composite reads without one version column (``/v1/me``: the user, their grants
     and member profile): a strong ETag from the representation itself; 304 when the client
     holds it, else None (with the ETag set on ``response``)."""
-    current = content_etag(kind, resource_id, representation.model_dump_json())
+    return answer_read(
+        request, response, content_etag(kind, resource_id, representation.model_dump_json())
+    )
+
+
+def answer_read(request: Request, response: Response, current: str) -> Response | None:
+    """A read with the ETag ``current``: 304 when the client holds it (``not_modified``),
+    else None, with the ETag set on the answer being built."""
     unchanged = not_modified(request, current)
     if unchanged is None:
         response.headers["ETag"] = current

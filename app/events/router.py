@@ -14,7 +14,7 @@ from app.claims.router import claim_read
 from app.claims.schemas import ClaimRead
 from app.core.actor import Actor
 from app.core.auth import CurrentActor, _bearer, get_actor
-from app.core.conditional import not_modified, required_if_match
+from app.core.conditional import answer_read, required_if_match
 from app.core.db import Database
 from app.core.deps import DbSession
 from app.core.errors import Unauthorized
@@ -196,10 +196,9 @@ async def get_event(
 ) -> EventRead:
     view = await service.get_event(session, actor, event_id=event_id)
     current = service.event_etag(view)
-    unchanged = not_modified(request, current)
+    unchanged = answer_read(request, response, current)
     if unchanged is not None:
         return unchanged  # type: ignore[return-value]
-    response.headers["ETag"] = current
     return event_read(view, request)
 
 

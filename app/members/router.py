@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 
 from app.core.auth import CurrentActor
-from app.core.conditional import not_modified, required_if_match
+from app.core.conditional import answer_read, required_if_match
 from app.core.deps import DbSession
 from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
@@ -99,6 +99,12 @@ async def list_members(
     return MemberPage(items=[member_read(row) for row in items], next_cursor=next_cursor)
 
 
+def _member_answer(request: Request, response: Response, found: tuple[Member, str]) -> MemberRead:
+    """A profile read: 304, or the profile with its ETag (the same from /me and /{user_id})."""
+    unchanged = answer_read(request, response, service.member_etag(found[0]))
+    return member_read(found) if unchanged is None else unchanged  # type: ignore[return-value]
+
+
 @router.get(
     "/me",
     summary="My member profile (with the same ETag as /v1/members/{user_id})",
@@ -108,12 +114,7 @@ async def get_my_membership(
     request: Request, response: Response, session: DbSession, actor: CurrentActor
 ) -> MemberRead:
     found = await service.get_member(session, actor, user_id=actor.user_id)
-    current = service.member_etag(found[0])
-    unchanged = not_modified(request, current)
-    if unchanged is not None:
-        return unchanged  # type: ignore[return-value]
-    response.headers["ETag"] = current
-    return member_read(found)
+    return _member_answer(request, response, found)
 
 
 @router.get("/me/resources", summary="My resource roster", responses=problem_responses(401, 404))
@@ -144,12 +145,7 @@ async def get_member(
     user_id: UserId, request: Request, response: Response, session: DbSession, actor: CurrentActor
 ) -> MemberRead:
     found = await service.get_member(session, actor, user_id=user_id)
-    current = service.member_etag(found[0])
-    unchanged = not_modified(request, current)
-    if unchanged is not None:
-        return unchanged  # type: ignore[return-value]
-    response.headers["ETag"] = current
-    return member_read(found)
+    return _member_answer(request, response, found)
 
 
 @router.get(

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.core.auth import CurrentActor
-from app.core.conditional import not_modified, required_if_match
+from app.core.conditional import answer_read, required_if_match
 from app.core.deps import AuditedReadSession, DbSession
 from app.core.nobody import Route
 from app.core.pagination import PageParams, build_page, page_params
@@ -152,10 +152,9 @@ async def get_wish(
 ) -> WishRead:
     view = await service.get_wish(session, actor, wish_id=wish_id)
     current = service.wish_etag(view)
-    unchanged = not_modified(request, current)
+    unchanged = answer_read(request, response, current)
     if unchanged is not None:
         return unchanged  # type: ignore[return-value]
-    response.headers["ETag"] = current
     return wish_read(view)
 
 

@@ -419,21 +419,29 @@ class IdempotencyMiddleware:
             return
         request = Request(scope, receive)
         key = request.headers.get(HEADER)
+        # Anonymous routes: one scope, even with a bearer token that lapses between attempts.
         anonymous_route = scope["path"] in _ANONYMOUS_ROUTES
-        if key is None or (not anonymous_route and _user_scope(request) == ANONYMOUS):
+        user_scope = ANONYMOUS if anonymous_route else _user_scope(request)
+        if key is None or (not anonymous_route and user_scope == ANONYMOUS):
             # No key; or a route that needs a token called without a valid one: the route
             # answers 401 as it would without the key (nothing is reserved or read first).
             await self.app(scope, receive, send)
             return
         try:
-            await self._handle(request, key, scope, receive, send)
+            await self._handle(request, key, user_scope, scope, receive, send)
         except DomainError as refusal:
             from app.core.problems import domain_problem
 
             await domain_problem(request, refusal)(scope, receive, send)
 
     async def _handle(
-        self, request: Request, key: str, scope: Scope, receive: Receive, send: Send
+        self,
+        request: Request,
+        key: str,
+        user_scope: int,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         if not _valid_key(key):
             raise ValidationFailed("invalid_idempotency_key", max_length=KEY_MAX)
@@ -453,14 +461,10 @@ class IdempotencyMiddleware:
         fingerprint = _fingerprint(scope, canonical)
         seal = None
         if scope["path"] in _ANONYMOUS_ROUTES:
-            # Anonymous (a bearer token that lapses between attempts must not change the
-            # scope), and bound to the body (see the module doc and _ANONYMOUS_ROUTES).
-            user_scope = ANONYMOUS
+            # Bound to the body (see the module doc and _ANONYMOUS_ROUTES).
             key = hashlib.sha256(f"{fingerprint}\0{key}".encode()).hexdigest()
             if scope["path"] in _CREDENTIAL_ROUTES:
                 seal = _Seal.for_request(request.app.state.settings.secret_key, canonical)
-        else:
-            user_scope = _user_scope(request)
         stored = await _reserve(database, user_scope, key, fingerprint, seal)
         if stored is not None:
             await _send_stored(send, stored, replayed=True)
